@@ -1,0 +1,114 @@
+"""Routes from an incoming message to a handler: the first match wins, in the written order."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.dispatch.state import Conversation
+from bot.replies import Message, Reply
+from bot.wechat.messages import Incoming
+
+Handler = Callable[..., Awaitable[Message | Reply]]
+
+_SPACE = re.compile(r"\s+")
+
+
+def split_command(text: str) -> tuple[str, str]:
+    """('绑定', 'S001 123456') from '绑定 S001 123456'; the command is case-folded."""
+    text = text.strip()
+    if not text:
+        return "", ""
+    parts = _SPACE.split(text, maxsplit=1)
+    return parts[0].casefold(), parts[1] if len(parts) > 1 else ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """When a handler applies.
+
+    - `keywords`: the first word of a text message (any case), e.g. 打卡 / checkin.
+    - `menu_keys`: CLICK (and scancode) events with these keys.
+    - `events`: other events by name (subscribe, scan, …).
+    - `state`: text while the conversation is at this step (a trailing `*` matches a prefix).
+    - `fallback`: anything left over (the handler keeps to short help outside a conversation).
+
+    Keyword routes listed before the state routes work in the middle of a conversation
+    (cancel, help); those after them only start one.
+    """
+
+    handler: Handler
+    keywords: frozenset[str] = frozenset()
+    menu_keys: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset()
+    state: str | None = None
+    fallback: bool = False
+    params: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.handler.__module__}.{self.handler.__qualname__}"
+
+    def matches(self, msg: Incoming, conv: Conversation, command: str) -> bool:
+        if self.state is not None:
+            if msg.kind != "text" or conv.step is None:
+                return False
+            if self.state.endswith("*"):
+                return conv.step.startswith(self.state[:-1])
+            return conv.step == self.state
+        if self.keywords and msg.kind == "text" and command in self.keywords:
+            return True
+        if self.menu_keys and msg.kind == "event" and msg.event_key in self.menu_keys:
+            return msg.event in ("click", "scancode_waitmsg", "scancode_push")
+        if self.events and msg.kind == "event" and msg.event in self.events:
+            return True
+        return self.fallback
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(
+        self,
+        handler: Handler,
+        *,
+        keywords: Iterable[str] = (),
+        menu_keys: Iterable[str] = (),
+        events: Iterable[str] = (),
+        state: str | None = None,
+        fallback: bool = False,
+    ) -> None:
+        params = tuple(inspect.signature(handler).parameters)
+        self.routes.append(
+            Route(
+                handler=handler,
+                keywords=frozenset(k.casefold() for k in keywords),
+                menu_keys=frozenset(menu_keys),
+                events=frozenset(e.lower() for e in events),
+                state=state,
+                fallback=fallback,
+                params=params,
+            )
+        )
+
+    def match(self, msg: Incoming, conv: Conversation) -> Route | None:
+        command, _ = split_command(msg.content) if msg.kind == "text" else ("", "")
+        for route in self.routes:
+            if route.matches(msg, conv, command):
+                return route
+        return None
+
+    def check_dependencies(self, available: Iterable[str]) -> None:
+        """Fail at start-up, not on a user's message, when a handler asks for something unknown."""
+        names = set(available)
+        for route in self.routes:
+            missing = [p for p in route.params if p not in names]
+            if missing:
+                raise LookupError(f"handler {route.name} needs unknown {', '.join(missing)}")
+
+    async def call(self, route: Route, deps: dict[str, Any]) -> Message | Reply:
+        return await route.handler(**{p: deps[p] for p in route.params})

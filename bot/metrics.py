@@ -1,0 +1,28 @@
+"""Prometheus metrics of the bot, in the default registry, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+WECHAT_API_ERRORS = Counter(
+    "healthbot_wechat_api_errors",
+    "Failed WeChat API calls by errcode, or network, http_<status>, invalid_response, token_wait.",
+    ["code"],
+)
+
+# Callback and dispatch metrics (the lead engineer's section).
+from prometheus_client import Histogram  # noqa: E402
+
+CALLBACK_REQUESTS = Counter(
+    "healthbot_callback_requests",
+    "Callback requests by outcome: reply, empty, late, duplicate, rejected_<status>, error.",
+    ["outcome"],
+)
+HANDLER_LATENCY = Histogram(
+    "healthbot_handler_seconds",
+    "Time from a message's arrival to its reply, by handler.",
+    ["handler"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 4.5, 10),
+)
+DEDUP_HITS = Counter("healthbot_dedup_hits", "Retried deliveries answered from the first one.")
+RATE_LIMITED = Counter("healthbot_rate_limited", "Messages over the per-user rate limit.")

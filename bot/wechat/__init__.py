@@ -1,0 +1,1 @@
+"""The WeChat protocol: callback security, crypto, parsing, replies and the API client."""

@@ -1,0 +1,186 @@
+"""The /wechat endpoint: verify, decrypt, dedup, parse, dispatch, and reply within 4.5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.clock import Clock
+from bot.dispatch.dispatcher import Dispatcher
+from bot.dispatch.locks import LockTimeout
+from bot.i18n import translator
+from bot.metrics import CALLBACK_REQUESTS, DEDUP_HITS
+from bot.replies import Image, Reply, Text
+from bot.wechat.courier import Courier
+from bot.wechat.dedup import Claim, Deduplicator
+from bot.wechat.messages import Incoming, parse_incoming, parse_outer
+from bot.wechat.render import SUCCESS, encrypt_reply, render
+from bot.wechat.security import CallbackRejected, Cipher, check_signature, check_timestamp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    token: str
+    appid: str
+    aes_key: str | None
+    timestamp_tolerance: int = 300
+    max_body_bytes: int = 256 * 1024
+    reply_deadline: float = 4.5
+    default_locale: str = "zh_CN"
+
+
+class Callback:
+    def __init__(
+        self,
+        config: CallbackConfig,
+        clock: Clock,
+        dedup: Deduplicator,
+        dispatcher: Dispatcher,
+        courier: Courier,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._dedup = dedup
+        self._dispatcher = dispatcher
+        self._courier = courier
+        self._cipher = Cipher(config.aes_key, config.appid) if config.aes_key else None
+
+    async def get(self, request: web.Request) -> web.Response:
+        """WeChat's server verification: echo `echostr` when the signature holds."""
+        try:
+            query = request.query
+            check_timestamp(query.get("timestamp"), self._clock.time(), self._tolerance)
+            check_signature(
+                (self._config.token, query["timestamp"], query.get("nonce", "")),
+                query.get("signature"),
+                "signature",
+            )
+            echostr = query.get("echostr")
+            if not echostr:
+                raise CallbackRejected(400, "missing echostr")
+        except CallbackRejected as exc:
+            return self._reject(exc)
+        return web.Response(text=echostr)
+
+    @property
+    def _tolerance(self) -> int:
+        return self._config.timestamp_tolerance
+
+    async def post(self, request: web.Request) -> web.Response:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.reply_deadline
+        try:
+            body = await self._read_body(request)
+            xml, safe = self._open(request, body)
+            msg = parse_incoming(xml)
+        except CallbackRejected as exc:
+            return self._reject(exc)
+        plain = await self._answer(msg, deadline)
+        if safe and self._cipher is not None:
+            return _xml(encrypt_reply(plain, self._cipher, self._config.token))
+        return _xml(plain)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self._config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise CallbackRejected(413, "body too large")
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            raise CallbackRejected(413, "body too large")
+        if not body.strip():
+            raise CallbackRejected(400, "empty body")
+        return body
+
+    def _open(self, request: web.Request, body: bytes) -> tuple[str, bool]:
+        """The message XML, checked; and whether the request came in safe mode."""
+        query = request.query
+        timestamp, nonce = query.get("timestamp"), query.get("nonce", "")
+        check_timestamp(timestamp, self._clock.time(), self._tolerance)
+        assert timestamp is not None
+        if query.get("encrypt_type", "raw").lower() == "aes":
+            if self._cipher is None:
+                raise CallbackRejected(400, "safe mode is not configured (no AES key)")
+            outer = parse_outer(body)
+            encrypted = outer.get("Encrypt")
+            if not isinstance(encrypted, str) or not encrypted:
+                raise CallbackRejected(400, "missing Encrypt")
+            check_signature(
+                (self._config.token, timestamp, nonce, encrypted),
+                query.get("msg_signature"),
+                "msg_signature",
+            )
+            return self._cipher.decrypt(encrypted), True
+        check_signature((self._config.token, timestamp, nonce), query.get("signature"), "signature")
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError as exc:
+            raise CallbackRejected(400, "body is not UTF-8") from exc
+
+    async def _answer(self, msg: Incoming, deadline: float) -> str:
+        loop = asyncio.get_running_loop()
+        key = msg.dedup_key
+        if await self._dedup.claim(key) is Claim.DUPLICATE:
+            DEDUP_HITS.inc()
+            CALLBACK_REQUESTS.labels("duplicate").inc()
+            stored = await self._dedup.wait(key, max(0.0, deadline - loop.time()))
+            return stored if stored is not None else SUCCESS
+        task = asyncio.create_task(self._dispatch(msg, deadline))
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        if not done:
+            # Too slow for the passive reply: WeChat gets "success" now and the user gets
+            # the answer as a customer-service message when it is ready.
+            CALLBACK_REQUESTS.labels("late").inc()
+            await self._dedup.store(key, SUCCESS)
+            task.add_done_callback(lambda t: self._deliver_late(msg, t))
+            return SUCCESS
+        reply = task.result()
+        plain = render(reply.first, openid=msg.openid, account=msg.account)
+        await self._dedup.store(key, plain)
+        self._courier.send(msg.openid, reply.follow_ups)
+        CALLBACK_REQUESTS.labels("empty" if plain == SUCCESS else "reply").inc()
+        return plain
+
+    async def _dispatch(self, msg: Incoming, deadline: float) -> Reply:
+        loop = asyncio.get_running_loop()
+        try:
+            # The lock wait may use the whole budget and then some: a late answer is still
+            # an answer, so wait up to twice the deadline for a user's earlier message.
+            return await self._dispatcher.handle(msg, budget=deadline - loop.time() + 5)
+        except LockTimeout:
+            CALLBACK_REQUESTS.labels("busy").inc()
+            return self._sorry(msg, busy=True)
+        except Exception:
+            CALLBACK_REQUESTS.labels("error").inc()
+            log.exception("handler failed for a %s message", msg.kind)
+            return self._sorry(msg, busy=False)
+
+    def _sorry(self, msg: Incoming, *, busy: bool) -> Reply:
+        _ = translator(self._config.default_locale)
+        if busy:
+            text = _("Still working on your previous message. Please try again in a moment.")
+        else:
+            text = _("Sorry, something went wrong on our side. Please try again in a minute.")
+        return Reply(Text(text))
+
+    def _deliver_late(self, msg: Incoming, task: asyncio.Task[Reply]) -> None:
+        if task.cancelled():
+            return
+        reply = task.result()
+        first = [reply.first] if isinstance(reply.first, Text | Image) else []
+        self._courier.send(msg.openid, [*first, *reply.follow_ups], wait=False)
+
+    def _reject(self, exc: CallbackRejected) -> web.Response:
+        CALLBACK_REQUESTS.labels(f"rejected_{exc.status}").inc()
+        log.warning("callback rejected (%s): %s", exc.status, exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+
+
+def _xml(body: str) -> web.Response:
+    if body == SUCCESS:
+        return web.Response(text=SUCCESS)
+    return web.Response(text=body, content_type="application/xml")

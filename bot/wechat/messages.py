@@ -1,0 +1,106 @@
+"""Incoming WeChat messages and events, parsed by wechatpy into one plain value type."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+from wechatpy import parse_message
+from wechatpy.messages import BaseMessage
+
+from bot.wechat.security import CallbackRejected
+
+_DANGEROUS = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    openid: str
+    account: str
+    create_time: int
+    kind: str  # text, image, voice, location, event, …
+    msg_id: int = 0
+    content: str = ""
+    event: str = ""  # lower-case: subscribe, unsubscribe, scan, click, scancode_waitmsg, …
+    event_key: str = ""  # the raw EventKey (qrscene_ kept on subscribe)
+    scan_result: str = ""
+    status: str = ""  # TEMPLATESENDJOBFINISH
+
+    @property
+    def dedup_key(self) -> str:
+        if self.kind != "event" and self.msg_id:
+            return f"m:{self.msg_id}"
+        return f"e:{self.openid}:{self.create_time}:{self.event}:{self.event_key}"
+
+    @property
+    def text(self) -> str:
+        return self.content.strip()
+
+
+def ensure_no_dtd(body: bytes) -> None:
+    # xmltodict refuses entities, but a DTD alone is still something WeChat never sends.
+    if _DANGEROUS.search(body):
+        raise CallbackRejected(400, "XML with a DTD or entities")
+
+
+def parse_outer(body: bytes) -> dict[str, Any]:
+    """The outer <xml> of a callback body as a dict (safe mode reads Encrypt from it)."""
+    ensure_no_dtd(body)
+    try:
+        doc = xmltodict.parse(body, disable_entities=True)
+    except (ExpatError, ValueError) as exc:
+        raise CallbackRejected(400, "malformed XML") from exc
+    xml = doc.get("xml") if isinstance(doc, dict) else None
+    if not isinstance(xml, dict):
+        raise CallbackRejected(400, "no <xml> root")
+    return xml
+
+
+def parse_incoming(xml_text: str) -> Incoming:
+    ensure_no_dtd(xml_text.encode())
+    try:
+        msg: BaseMessage = parse_message(xml_text)
+    except (ExpatError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CallbackRejected(400, "malformed message XML") from exc
+    if msg is None:
+        raise CallbackRejected(400, "empty message")
+    raw: dict[str, Any] = msg._data
+    openid = _str(raw.get("FromUserName"))
+    if not _OPENID.match(openid):
+        raise CallbackRejected(400, "missing or malformed FromUserName")
+    try:
+        create_time = int(_str(raw.get("CreateTime")) or 0)
+        msg_id = int(_str(raw.get("MsgId")) or 0)
+    except ValueError as exc:
+        raise CallbackRejected(400, "malformed CreateTime or MsgId") from exc
+    kind = _str(raw.get("MsgType")).lower()
+    event = _str(raw.get("Event")).lower() if kind == "event" else ""
+    event_key = _str(raw.get("EventKey"))
+    if event == "subscribe_scan":  # wechatpy renamed it and stripped the prefix
+        event, event_key = "subscribe", "qrscene_" + event_key
+    scan = raw.get("ScanCodeInfo")
+    scan_result = _str(scan.get("ScanResult")) if isinstance(scan, dict) else ""
+    return Incoming(
+        openid=openid,
+        account=_str(raw.get("ToUserName")),
+        create_time=create_time,
+        kind=kind,
+        msg_id=msg_id,
+        content=_str(raw.get("Content")) if kind == "text" else "",
+        event=event,
+        event_key=event_key,
+        scan_result=scan_result,
+        status=_str(raw.get("Status")),
+    )
+
+
+def _str(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return ""  # nested elements where text was expected: treat as absent

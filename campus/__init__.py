@@ -1,0 +1,1 @@
+"""The domain: registry, binding, health rules, pass codes, access, returns, meals, tracing."""

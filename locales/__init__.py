@@ -1,0 +1,1 @@
+"""gettext catalogs (zh_CN, en) as package data."""

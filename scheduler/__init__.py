@@ -1,0 +1,1 @@
+"""Scheduled jobs (reminders, summaries, escalations, roll-over) and the outbox dispatcher."""
