@@ -32,7 +32,9 @@ def _logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The access log carries query strings (WeChat puts the openid there): personal data.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @click.group()
@@ -51,6 +53,13 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     from bot.app import create_app
 
     settings = _settings()
+    problems = settings.production_problems()
+    if problems and not settings.allow_insecure_defaults:
+        raise click.ClickException(
+            "refusing to serve with demo defaults: "
+            + "; ".join(problems)
+            + " (set them, or HEALTHBOT_ALLOW_INSECURE_DEFAULTS=1 for a local trial)"
+        )
     web.run_app(create_app(settings), host=host, port=port, print=_announce(host, port))
 
 
@@ -59,6 +68,60 @@ def _announce(host: str, port: int) -> Callable[[str], None]:
         click.echo(f"Healthy Campus Bot on http://{host}:{port}/wechat (Ctrl-C to stop)")
 
     return say
+
+
+@main.command()
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--data",
+    "data_dir",
+    default="demo-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo keeps its files.",
+)
+@click.option("--fresh", is_flag=True, help="Start over with a newly seeded campus.")
+@click.option("--safe-mode", is_flag=True, help="Encrypt callbacks (AES), as WeChat's safe mode.")
+def demo(port: int, data_dir: Path, fresh: bool, safe_mode: bool) -> None:
+    """Everything on one machine: the bot, an emulated WeChat and a demo campus."""
+    from bot.demo import create_demo_app, demo_settings, prepare_data_dir
+
+    prepare_data_dir(data_dir, fresh=fresh)
+    settings = demo_settings(port, data_dir, safe_mode=safe_mode)
+
+    def say(_: str) -> None:
+        click.echo(f"Healthy Campus demo: open http://127.0.0.1:{port}/sim/ (Ctrl-C to stop)")
+
+    web.run_app(create_demo_app(settings, port), host="127.0.0.1", port=port, print=say)
+
+
+@main.group()
+def menu() -> None:
+    """The custom menu."""
+
+
+@menu.command("sync")
+def menu_sync() -> None:
+    """Create the custom menu of DESIGN.md through the WeChat API."""
+    import aiohttp
+
+    from bot.keyspace import Keyspace
+    from bot.kv import MemoryKV, RedisKV
+    from bot.menu import sync
+    from bot.wechat.api import WeChatAPI
+    from bot.wechat.token import AccessTokenManager
+
+    settings = _settings()
+
+    async def run() -> None:
+        kv = RedisKV.from_url(settings.redis_url) if settings.redis_url else MemoryKV()
+        async with aiohttp.ClientSession() as http:
+            tokens = AccessTokenManager(http, settings, kv, Keyspace(settings.wechat_appid))
+            await sync(WeChatAPI(http, settings, tokens))
+        await kv.close()
+
+    asyncio.run(run())
+    click.echo("menu created")
 
 
 @main.group()

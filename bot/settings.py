@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Key for personal data at rest and for keyed lookups; must be set in production.
     data_key: str = "change-me-in-production"
 
+    # `serve` refuses the demo defaults of the secrets unless this is set (local trials).
+    allow_insecure_defaults: bool = False
     default_locale: str = "zh_CN"
     conversation_ttl: int = Field(default=30 * 60, ge=60)
     rate_limit_per_minute: int = Field(default=30, ge=1)
@@ -78,6 +80,17 @@ class Settings(BaseSettings):
         if value.startswith("sqlite://") and not value.startswith("sqlite+aiosqlite://"):
             return "sqlite+aiosqlite://" + value.split("://", 1)[1]
         return value
+
+    def production_problems(self) -> list[str]:
+        """Defaults that are fine for the demo and tests but must never reach production."""
+        defaults = Settings.model_fields
+        problems = []
+        for name in ("wechat_token", "wechat_secret", "data_key"):
+            if getattr(self, name) == defaults[name].default:
+                problems.append(f"HEALTHBOT_{name.upper()} is still the default")
+        if self.wechat_appid == defaults["wechat_appid"].default:
+            problems.append("HEALTHBOT_WECHAT_APPID is still the default")
+        return problems
 
     @cached_property
     def tz(self) -> ZoneInfo:

@@ -27,6 +27,9 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    # Statement parameters are personal data (names, ciphertexts, openids): keep them out of
+    # exception texts, and so out of logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -51,27 +52,34 @@ def postgres_server_url() -> str:
     return _service_url("HEALTHBOT_TEST_DATABASE_URL", DEFAULT_PG, 5432, "PostgreSQL")
 
 
-@pytest.fixture
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _admin_sql(server_url: str, sql: str) -> None:
+    """Run one statement on the server's `postgres` database, from any context."""
     import asyncpg
 
-    parts = urlsplit(postgres_server_url.replace("+asyncpg", ""))
+    parts = urlsplit(server_url.replace("+asyncpg", ""))
     admin = urlunsplit(parts._replace(path="/postgres"))
-    name = f"hb_test_{secrets.token_hex(6)}"
 
-    async def run(sql: str) -> None:
+    async def run() -> None:
         conn = await asyncpg.connect(admin)
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    # A thread of its own: fixtures may be set up while an event loop is running.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"hb_test_{secrets.token_hex(6)}"
+    _admin_sql(postgres_server_url, f'CREATE DATABASE "{name}"')
     try:
         yield urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _admin_sql(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["memory", "redis"])

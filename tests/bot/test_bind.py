@@ -1,0 +1,140 @@
+"""Binding through the callback: one message, step by step, refusals, limits, audit."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from bot import appkeys as K
+from storage.models import AuditEntry, Person, WeChatAccount
+from tests.bot.conftest import MakeBot
+from tests.support import id_tail
+
+
+async def _bound_person_no(wechat: object, openid: str) -> str | None:
+    sessions = wechat.client.app[K.SESSIONS]  # type: ignore[attr-defined]
+    async with sessions() as s:
+        row = (
+            await s.execute(
+                select(Person.person_no)
+                .join(WeChatAccount, WeChatAccount.person_id == Person.id)
+                .where(WeChatAccount.openid == openid)
+            )
+        ).scalar_one_or_none()
+    return row
+
+
+async def test_quick_bind_in_one_message(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    reply = await wechat.say("o_a", f"绑定 S001 {id_tail('S001')}")
+    assert "绑定成功" in reply and "张三" in reply
+    assert await _bound_person_no(wechat, "o_a") == "S001"
+    assert "msgmenucontent=帮助" in reply  # a tappable next step
+    assert "已绑定" in await wechat.say("o_a", f"绑定 S001 {id_tail('S001')}")
+
+
+async def test_bind_step_by_step_in_english(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    assert "English" in await wechat.say("o_en", "English")
+    assert "person number" in await wechat.say("o_en", "bind")
+    assert "last 6" in await wechat.say("o_en", "T001")
+    reply = await wechat.say("o_en", id_tail("T001").lower())
+    assert "Welcome, Jane Smith" in reply
+    assert await _bound_person_no(wechat, "o_en") == "T001"
+
+
+async def test_a_language_picked_before_binding_carries_over(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    await wechat.say("o_lang", "English")
+    reply = await wechat.say("o_lang", f"bind S001 {id_tail('S001')}")
+    assert "Bound" in reply  # S001's record said zh_CN, the user chose English
+    assert "You can send" in await wechat.say("o_lang", "HELP")
+    await wechat.say("o_lang", "中文")
+    assert "你可以发送" in await wechat.say("o_lang", "help")
+
+
+async def test_wrong_pairs_do_not_say_which_part_was_wrong(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    wrong_tail = await wechat.say("o_b", "绑定 S001 999999")
+    unknown_person = await wechat.say("o_b", f"绑定 NOSUCH {id_tail('S001')}")
+    assert wrong_tail == unknown_person
+    assert "不匹配" in wrong_tail
+    assert await _bound_person_no(wechat, "o_b") is None
+
+
+async def test_failures_are_limited_per_openid(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    for i in range(5):
+        assert "不匹配" in await wechat.say("o_c", f"绑定 S002 00000{i}")
+    # Even the right pair is refused now.
+    assert "一小时" in await wechat.say("o_c", f"绑定 S002 {id_tail('S002')}")
+    assert await _bound_person_no(wechat, "o_c") is None
+
+
+async def test_failures_are_limited_per_person_across_accounts(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    for i in range(5):
+        await wechat.say(f"o_attacker{i}", f"绑定 S002 12345{i}")
+    assert "一小时" in await wechat.say("o_owner", f"绑定 S002 {id_tail('S002')}")
+
+
+async def test_one_account_one_person(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    await wechat.say("o_d", f"绑定 S001 {id_tail('S001')}")
+    # The same person from another WeChat account is refused.
+    assert "另一个微信号" in await wechat.say("o_e", f"绑定 S001 {id_tail('S001')}")
+    # This account cannot take a second person.
+    assert "解绑" in await wechat.say("o_d", f"绑定 S002 {id_tail('S002')}")
+    assert await _bound_person_no(wechat, "o_d") == "S001"
+
+
+async def test_unbind_then_rebind_elsewhere(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    await wechat.say("o_f", f"绑定 S001 {id_tail('S001')}")
+    reply = await wechat.say("o_f", "解绑")
+    assert "msgmenucontent=" in reply
+    assert "已保留" in await wechat.say("o_f", "no")
+    assert await _bound_person_no(wechat, "o_f") == "S001"
+    await wechat.say("o_f", "解绑")
+    assert "已解除" in await wechat.say("o_f", "是")
+    assert "绑定成功" in await wechat.say("o_g", f"绑定 S001 {id_tail('S001')}")
+    sessions = wechat.client.app[K.SESSIONS]
+    async with sessions() as s:
+        actions = (await s.execute(select(AuditEntry.action).order_by(AuditEntry.id))).scalars()
+        assert list(actions) == ["bind", "unbind", "bind"]
+
+
+async def test_failed_attempts_are_audited_without_the_guess(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    await wechat.say("o_h", "绑定 S001 123456")
+    sessions = wechat.client.app[K.SESSIONS]
+    async with sessions() as s:
+        entry = (await s.execute(select(AuditEntry))).scalar_one()
+        assert entry.action == "bind_failed" and "123456" not in entry.reason
+
+
+async def test_cancel_leaves_the_flow(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    await wechat.say("o_i", "绑定")
+    assert "已取消" in await wechat.say("o_i", "取消")
+    assert "没有" in await wechat.say("o_i", "取消")
+    assert "没有看懂" in await wechat.say("o_i", "S001")  # no longer read as a person number
+
+
+async def test_help_lists_exactly_what_the_user_may_use(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    unbound = await wechat.say("o_j", "帮助")
+    assert "绑定" in unbound and "解绑" not in unbound
+    await wechat.say("o_j", f"绑定 S001 {id_tail('S001')}")
+    bound = await wechat.say("o_j", "帮助")
+    assert "解绑" in bound and "绑定 <" not in bound
+
+
+async def test_bad_input_mid_flow_keeps_the_step(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    await wechat.say("o_k", "绑定")
+    assert "不像学工号" in await wechat.say("o_k", "'; DROP TABLE persons; --")
+    assert "证件号后6位" in await wechat.say("o_k", "S001")
+    assert "6位" in await wechat.say("o_k", "<script>")
+    sessions = wechat.client.app[K.SESSIONS]
+    async with sessions() as s:
+        assert (await s.execute(select(func.count()).select_from(Person))).scalar() == 3

@@ -1,0 +1,169 @@
+"""Dispatch: the per-user lock, dedup of retries, the 4.5 s deadline, the rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot import appkeys as K
+from bot.clock import FrozenClock
+from bot.dispatch.dispatcher import Dispatcher
+from bot.dispatch.locks import UserLocks
+from bot.dispatch.ratelimit import RateLimiter
+from bot.dispatch.router import Router
+from bot.dispatch.state import Conversation, StateStore
+from bot.keyspace import Keyspace
+from bot.kv import KV
+from bot.replies import Message, Text
+from bot.wechat.messages import Incoming
+from campus.accounts import Principal
+from tests.bot.conftest import MakeBot
+from tests.support import FakeWeChatAPI, text_xml
+
+KEYS = Keyspace("wxdispatchtest")
+
+
+class StubAccounts:
+    async def principal(self, openid: str) -> Principal:
+        return Principal(openid=openid, locale="en")
+
+
+def _dispatcher(kv: KV, router: Router) -> Dispatcher:
+    return Dispatcher(
+        router=router,
+        states=StateStore(kv, KEYS, 60),
+        locks=UserLocks(kv, KEYS),
+        limiter=RateLimiter(kv, KEYS, 1000, FrozenClock()),
+        accounts=StubAccounts(),  # type: ignore[arg-type]
+        services={},
+    )
+
+
+def _text(openid: str, content: str, msg_id: int) -> Incoming:
+    return Incoming(openid=openid, account="gh", create_time=1, kind="text", msg_id=msg_id,
+                    content=content)
+
+
+async def test_messages_sent_together_never_skip_a_step(kv: KV) -> None:
+    async def step(conv: Conversation) -> Message:
+        seen = int(conv.data.get("n", 0))
+        await asyncio.sleep(0.02)  # a slow step: without the lock, both would read the same n
+        conv.goto("count.step", n=seen + 1)
+        return Text(str(seen + 1))
+
+    router = Router()
+    router.add(step, fallback=True)
+    router.add(step, state="count.*")
+    dispatcher = _dispatcher(kv, router)
+    replies = await asyncio.gather(
+        *(dispatcher.handle(_text("o_same", "go", i), budget=5) for i in range(6))
+    )
+    assert sorted(r.first.content for r in replies) == [str(n) for n in range(1, 7)]  # type: ignore[union-attr]
+    assert (await StateStore(kv, KEYS, 60).load("o_same")).data["n"] == 6
+
+
+async def test_two_workers_share_the_lock(kv: KV) -> None:
+    """Two dispatchers over one store behave like two workers behind a proxy."""
+    order: list[str] = []
+
+    async def step(msg: Incoming, conv: Conversation) -> Message:
+        order.append(f"start {msg.content}")
+        await asyncio.sleep(0.03)
+        order.append(f"end {msg.content}")
+        conv.goto("x")
+        return Text("ok")
+
+    router = Router()
+    router.add(step, fallback=True)
+    router.add(step, state="x")
+    a, b = _dispatcher(kv, router), _dispatcher(kv, router)
+    await asyncio.gather(a.handle(_text("o_w", "1", 1), 5), b.handle(_text("o_w", "2", 2), 5))
+    assert order in (
+        ["start 1", "end 1", "start 2", "end 2"],
+        ["start 2", "end 2", "start 1", "end 1"],
+    )
+
+
+async def test_a_bind_flow_raced_by_two_messages(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    assert "学工号" in await wechat.say("o_race", "绑定")
+    replies = await asyncio.gather(wechat.say("o_race", "S001"), wechat.say("o_race", "S002"))
+    # One answer moves on to the ID step, the other is read *at* the ID step.
+    assert sum("证件号后6位" in r for r in replies) == 1
+    assert sum("6位数字或字母" in r for r in replies) == 1
+
+
+async def test_a_retry_is_processed_once_and_gets_the_same_reply(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    first = await wechat.say("o_retry", "绑定", msg_id=42)
+    again = await wechat.say("o_retry", "绑定", msg_id=42)
+    assert first == again and "学工号" in first
+    # Processed once: the conversation is at the person-number step, not restarted twice;
+    # the next message is read as a person number.
+    assert "证件号后6位" in await wechat.say("o_retry", "S001")
+
+
+async def test_a_retry_during_processing_waits_for_the_first(make_bot: MakeBot) -> None:
+    wechat = await make_bot()
+    services = wechat.client.app[K.SERVICES]
+    binding = services["binding"]
+    calls = 0
+    original = binding.bind
+
+    async def slow_bind(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.3)
+        return await original(*args)
+
+    binding.bind = slow_bind
+    xml = text_xml("o_slow", "绑定 S001 " + "000000", msg_id=77)
+    first, retry = await asyncio.gather(wechat.reply(xml), wechat.reply(xml))
+    assert first == retry
+    assert calls == 1
+
+
+async def test_events_are_deduplicated_by_sender_time_and_key(make_bot: MakeBot) -> None:
+    from tests.support import event_xml
+
+    wechat = await make_bot()
+    xml = event_xml("o_ev", "CLICK", "HELP", create_time=1_700_000_000)
+    assert await wechat.reply(xml) == await wechat.reply(xml)
+    metrics = await (await wechat.client.get("/metrics")).text()
+    assert "healthbot_dedup_hits_total" in metrics
+
+
+async def test_slow_handler_replies_success_then_a_customer_service_message(
+    make_bot: MakeBot, fake_api: FakeWeChatAPI
+) -> None:
+    wechat = await make_bot(reply_deadline=0.2)
+    binding = wechat.client.app[K.SERVICES]["binding"]
+    original = binding.bind
+
+    async def slow_bind(*args: Any) -> Any:
+        await asyncio.sleep(0.5)
+        return await original(*args)
+
+    binding.bind = slow_bind
+    from tests.support import id_tail
+
+    status, body = await wechat.post(text_xml("o_late", f"绑定 S001 {id_tail('S001')}"))
+    assert (status, body) == (200, "success")
+    for _ in range(50):
+        if fake_api.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert fake_api.sent and fake_api.sent[0]["touser"] == "o_late"
+    assert "绑定成功" in fake_api.sent[0]["text"]["content"]
+
+
+async def test_rate_limit_answers_politely_once(make_bot: MakeBot) -> None:
+    clock = FrozenClock(1_800_000_000)
+    wechat = await make_bot(clock=clock, rate_limit_per_minute=5)
+    replies = [await wechat.say("o_fast", f"hi {i}") for i in range(7)]
+    assert all("没有看懂" in r for r in replies[:5])
+    assert "太频繁" in replies[5]
+    assert replies[6] == ""
+    clock.advance(60)
+    assert "没有看懂" in await wechat.say("o_fast", "hi again")
+    assert "没有看懂" in await wechat.say("o_other", "hi")  # per user
