@@ -26,6 +26,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
+    """Migrate to `revision`; the default applies every branch (features add their own)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)

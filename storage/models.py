@@ -122,6 +122,12 @@ class Person(Base):
     locale: Mapped[str] = mapped_column(String(8), default="zh_CN")
     valid_until: Mapped[date | None] = mapped_column(Date)
     state: Mapped[str] = mapped_column(String(16), default="active")
+    # The live health status (green|yellow|red), kept by the rules engine; its history and
+    # reasons live in the engine's own tables. Pass codes and access policies read it here.
+    status: Mapped[str] = mapped_column(
+        String(8), default="green", server_default="green", index=True
+    )
+    status_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
 

@@ -70,3 +70,16 @@ async def test_two_accounts_racing_for_one_person_one_wins(engine: AsyncEngine) 
             await s.execute(select(WeChatAccount).where(WeChatAccount.person_id.is_not(None)))
         ).scalars().all()
     assert len(bound) == 1
+
+
+async def test_migrations_match_the_models(engine: AsyncEngine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == [], f"a model changed without a migration: {diff}"
