@@ -59,6 +59,8 @@ def create_demo_app(settings: Settings, port: int) -> web.Application:
     from simulator import SimulatorConfig, create_simulator_app
 
     app = create_app(settings)
+    # The chat page uses relative URLs: /sim must become /sim/.
+    app.middlewares.append(web.normalize_path_middleware(append_slash=True))
     base = f"http://127.0.0.1:{port}"
     app.add_subapp(
         "/sim/",
@@ -75,7 +77,7 @@ def create_demo_app(settings: Settings, port: int) -> web.Application:
         ),
     )
     app.router.add_get("/demo/personas", personas)
-    app.router.add_get("/", lambda _: web.HTTPFound("/sim/"))  # type: ignore[arg-type,return-value]
+    app.router.add_get("/", to_chat_page)
 
     async def seed_and_menu(app: web.Application) -> AsyncIterator[None]:
         await seed(settings)
@@ -85,6 +87,10 @@ def create_demo_app(settings: Settings, port: int) -> web.Application:
 
     app.cleanup_ctx.append(seed_and_menu)
     return app
+
+
+async def to_chat_page(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/sim/")
 
 
 async def seed(settings: Settings) -> None:
