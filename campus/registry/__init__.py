@@ -1,0 +1,1 @@
+"""The campus registry: CSV import and export of units, places and persons."""
