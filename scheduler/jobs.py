@@ -1,0 +1,133 @@
+"""The scheduler's jobs, in one table: module-level async functions of a JobContext.
+
+A job takes ids, never objects that would go stale: what must survive a restart lives in the
+database, and what it pushes goes through the outbox with an idempotency key, so a job that
+runs twice (a leader change mid-run, an operator's `healthbot jobs run`) does no harm.
+When it runs is the rules file's business (`schedule:`); `healthbot jobs run NAME` runs it
+once now through the same `run_job`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock, utcnow
+from bot.keyspace import Keyspace
+from bot.kv import KV
+from bot.settings import Settings
+from campus.notifications import Notifications
+from campus.rules import Rules
+from scheduler import health
+from storage import outbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    kv: KV
+    keys: Keyspace
+    clock: Clock
+    rules: Rules
+    notifications: Notifications
+
+    def now(self) -> datetime:
+        return utcnow(self.clock)
+
+
+JobFunc = Callable[[JobContext], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    func: JobFunc
+    description: str
+
+
+class UnknownJob(LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown job {name!r}; known: {', '.join(sorted(known))}")
+
+
+# -- the jobs ---------------------------------------------------------------------------------
+
+PURGE_CHUNK = 5000
+
+
+async def outbox_housekeeping(ctx: JobContext) -> str:
+    """Requeue pushes of dead dispatchers, drop old finished ones, refresh the depth metric."""
+    now = ctx.now()
+    async with ctx.sessions.begin() as session:
+        requeued, abandoned = await outbox.reclaim_expired(
+            session, now=now, max_attempts=ctx.settings.outbox_max_attempts
+        )
+    cutoff = now - timedelta(days=ctx.settings.outbox_retention_days)
+    purged = 0
+    while True:  # in chunks, so no transaction holds many locks for long
+        async with ctx.sessions.begin() as session:
+            n = await outbox.purge(session, due_before=cutoff, limit=PURGE_CHUNK)
+        purged += n
+        if n < PURGE_CHUNK:
+            break
+    depth = await ctx.notifications.depth()
+    return f"requeued {requeued}, abandoned {abandoned}, purged {purged}; " + ", ".join(
+        f"{state} {n}" for state, n in depth.items()
+    )
+
+
+JOBS: dict[str, Job] = {
+    job.name: job
+    for job in (
+        Job(
+            "outbox_housekeeping",
+            outbox_housekeeping,
+            "requeue pushes of dead dispatchers, purge old ones, count the outbox",
+        ),
+        Job(
+            "health_rollover",
+            health.health_rollover,
+            "count yesterday's missed health reports and apply the rules (catches up)",
+        ),
+        Job(
+            "health_remind_morning",
+            health.health_remind_morning,
+            "remind everyone who has not reported today (once a day)",
+        ),
+        Job(
+            "health_remind_afternoon",
+            health.health_remind_afternoon,
+            "remind everyone who still has not reported today (once a day)",
+        ),
+        Job(
+            "health_summary",
+            health.health_summary,
+            "tell each responsible person who has and has not reported today",
+        ),
+        Job(
+            "health_escalate",
+            health.health_escalate,
+            "pass unacknowledged health warnings one unit up",
+        ),
+    )
+}
+
+
+async def run_job(ctx: JobContext, name: str, jobs: dict[str, Job] | None = None) -> str:
+    """Run one job now and return its summary line (the scheduler and the CLI both call this)."""
+    table = JOBS if jobs is None else jobs
+    job = table.get(name)
+    if job is None:
+        raise UnknownJob(name, list(table))
+    started = time.perf_counter()
+    summary = await job.func(ctx)
+    log.info("job %s done in %.1f s: %s", name, time.perf_counter() - started, summary)
+    return summary
