@@ -1,0 +1,1 @@
+"""Daily health reports and the rules engine: statuses, reasons, recovery and warnings."""

@@ -1,0 +1,452 @@
+"""Check-in, status, overrides, warnings, escalation, roll-over, reminders and summaries
+against a real database, on a frozen clock in the campus time zone."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from campus.health.checkin import Draft, Outcome
+from campus.health.model import SYMPTOMS, Status
+from campus.health.status import OverrideOutcome
+from storage.models import (
+    AuditEntry,
+    HealthReport,
+    HealthReportRevision,
+    HealthWarning,
+    StatusChange,
+    WeChatAccount,
+)
+from tests.health_support import SHANGHAI, START, Campus, open_campus
+
+
+@pytest.fixture
+async def campus(tmp_path: Path) -> AsyncIterator[Campus]:
+    async for c in open_campus(f"sqlite+aiosqlite:///{tmp_path}/h.db"):
+        yield c
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Campus]:
+    """SQLite and a real PostgreSQL, for the SQL that differs (ON CONFLICT, recursive CTE, …)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/h.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    async for c in open_campus(url):
+        yield c
+
+
+def normal(**kw: object) -> Draft:
+    return Draft(365, **kw)  # type: ignore[arg-type]
+
+
+def fever(t: int = 380, **kw: object) -> Draft:
+    return Draft(t, **kw)  # type: ignore[arg-type]
+
+
+async def report(c: Campus, no: str, draft: Draft):  # type: ignore[no-untyped-def]
+    return await c.kit.checkins.submit(c.ids[no], draft)
+
+
+async def next_day(c: Campus, hour: int = 10, roll: bool = True) -> None:
+    """The clock to `hour` o'clock of the next campus day, rolling over the day just ended."""
+    today = c.now.date()
+    c.at(
+        datetime.combine(today + timedelta(days=1), datetime.min.time(), SHANGHAI)
+        + timedelta(minutes=5)
+    )
+    if roll:
+        await c.kit.rollovers.run()
+    c.at(c.now.replace(hour=hour, minute=0))
+
+
+# --- check-in ---------------------------------------------------------------------------
+
+
+async def test_a_quick_report_is_normal_and_keeps_the_last_location(campus: Campus) -> None:
+    first = await report(campus, "S001", Draft(366, location="elsewhere", region="武汉"))
+    assert first.outcome is Outcome.RECORDED and first.standing.status is Status.GREEN
+    await next_day(campus)
+    quick = await report(campus, "S001", Draft(364, source="quick"))
+    assert quick.report is not None
+    assert (quick.report.location, quick.report.region) == ("elsewhere", "武汉")
+    assert not quick.report.symptoms and not quick.report.contact and not quick.report.travel
+
+
+async def test_one_report_a_day_a_second_replaces_it_and_history_is_kept(campus: Campus) -> None:
+    await report(campus, "S001", normal())
+    campus.later(minutes=5)
+    second = await report(campus, "S001", fever())
+    assert second.replaced and second.standing.status is Status.YELLOW
+    assert await campus.status("S001") == "yellow"
+    assert await campus.scalar(select(func.count()).select_from(HealthReport)) == 1
+    assert await campus.scalar(select(HealthReport.revision)) == 2
+    kept = await campus.scalar(select(HealthReportRevision.temperature))
+    assert kept == 365
+    change = await campus.scalar(select(StatusChange))
+    assert (change.from_status, change.to_status, change.cause) == ("green", "yellow", "report")
+    assert change.rule_version == campus.kit.rules.version and '"fever"' in change.reasons
+
+
+async def test_a_second_report_cannot_undo_a_raised_status(campus: Campus) -> None:
+    await report(campus, "S001", fever())
+    campus.later(minutes=1)
+    again = await report(campus, "S001", normal())
+    assert again.standing.status is Status.YELLOW
+    assert again.forecast is not None and again.forecast.normal_days_left == 6
+
+
+async def test_reports_belong_to_the_campus_day(campus: Campus) -> None:
+    # 23:59 and 00:01 Shanghai are the same UTC day (15:59 and 16:01 UTC) but two campus days.
+    campus.at(START.replace(hour=23, minute=59))
+    await report(campus, "S001", normal())
+    campus.later(minutes=2)
+    second = await report(campus, "S001", normal())
+    assert not second.replaced
+    days = (await campus.sessions().execute(select(HealthReport.day))).scalars().all()
+    assert sorted(days) == [START.date(), START.date() + timedelta(days=1)]
+
+
+async def test_same_as_yesterday_repeats_yesterday(campus: Campus) -> None:
+    assert (await campus.kit.checkins.same_as_yesterday(campus.ids["S001"])).outcome is (
+        Outcome.NOTHING_YESTERDAY
+    )
+    await report(campus, "S001", Draft(367, frozenset({"cough"}), "city"))
+    await next_day(campus)
+    same = await campus.kit.checkins.same_as_yesterday(campus.ids["S001"])
+    assert same.report is not None and same.report.day == campus.now.date()
+    assert (same.report.temperature, same.report.symptoms, same.report.location) == (
+        367,
+        frozenset({"cough"}),
+        "city",
+    )
+
+
+async def test_yellow_turns_green_after_seven_normal_days(campus: Campus) -> None:
+    await report(campus, "S001", fever())
+    for day in range(1, 8):
+        await next_day(campus)
+        result = await report(campus, "S001", normal())
+        expected = Status.GREEN if day == 7 else Status.YELLOW
+        assert result.standing.status is expected, day
+    view = await campus.kit.status.view(campus.ids["S001"])
+    assert view is not None and view.standing.status is Status.GREEN
+
+
+# --- overrides --------------------------------------------------------------------------
+
+
+async def test_red_needs_a_health_officers_clearance(campus: Campus) -> None:
+    await report(campus, "S001", normal(contact=True))
+    await campus.pushes()
+    for _day in range(14):
+        await next_day(campus)
+        result = await report(campus, "S001", normal())
+    assert result.standing.status is Status.RED
+    assert result.forecast is not None and result.forecast.clearance_needed
+    assert result.forecast.normal_days_left == 0
+    asked = [p for p in await campus.pushes() if p[1] == "health_clearance"]
+    assert [p[0] for p in asked] == ["H001"] and "设置状态 S001 green" in asked[0][2]
+
+    refused = await campus.kit.status.override(
+        "S001", Status.GREEN, "不行", actor="person:x", officer_id=campus.ids["F001"]
+    )
+    assert refused.outcome is OverrideOutcome.NOT_ALLOWED
+    assert await campus.status("S001") == "red"
+
+    done = await campus.kit.status.override(
+        "S001", Status.GREEN, "核酸阴性，解除", actor="person:h", officer_id=campus.ids["H001"]
+    )
+    assert (done.outcome, done.before, done.after) == (
+        OverrideOutcome.DONE,
+        Status.RED,
+        Status.GREEN,
+    )
+    assert await campus.status("S001") == "green"
+    audit = await campus.scalar(select(AuditEntry).where(AuditEntry.action == "status_override"))
+    assert audit.actor == "person:h" and "red -> green" in audit.reason
+    told = await campus.pushes()
+    assert ("S001", "status_override") in [(p[0], p[1]) for p in told]
+
+
+async def test_an_override_starts_afresh(campus: Campus) -> None:
+    await report(campus, "S001", normal(travel=True))  # yellow for 14 days
+    await campus.kit.status.override("S001", Status.GREEN, "low-risk area now", actor="cli")
+    campus.later(minutes=10)
+    again = await report(campus, "S001", normal())  # the travel report is before the override
+    assert again.standing.status is Status.GREEN
+    await campus.kit.status.override("S002", Status.RED, "close contact", actor="cli")
+    pushed = await campus.pushes()
+    warned = {p[0] for p in pushed if p[1] == "health_warning"}
+    assert warned == {"F001"}  # the counsellor hears of a red set by hand
+    assert ("S002", "status_override") in [(p[0], p[1]) for p in pushed]
+
+
+# --- warnings ---------------------------------------------------------------------------
+
+
+async def test_a_warning_once_per_cause_per_day_to_person_and_counsellor(any_db: Campus) -> None:
+    c = any_db
+    await report(c, "S001", fever(381))
+    pushed = await c.pushes()
+    assert sorted((p[0], p[1]) for p in pushed) == [
+        ("F001", "health_warning"),
+        ("S001", "health_notice"),
+    ]
+    warning = next(text for no, _, text in pushed if no == "F001")
+    assert "张*丰" in warning and "张三丰" not in warning and "S001" in warning
+    assert "38.1" in warning and "收到" in warning
+    c.later(minutes=30)
+    await report(c, "S001", fever(385))  # the same cause again today: no second warning
+    await next_day(c)
+    await report(c, "S001", fever(383))  # still the same cause of this yellow
+    assert await c.pushes() == []
+    await report(c, "S001", normal(contact=True))  # a new cause
+    pushed = await c.pushes()
+    assert {p[0] for p in pushed} == {"F001", "S001"}
+    assert await c.scalar(select(func.count()).select_from(HealthWarning)) == 2
+
+
+async def test_guards_and_others_hear_nothing(campus: Campus) -> None:
+    await report(campus, "S001", fever(390, symptoms=frozenset({"cough"})))
+    recipients = {p[0] for p in await campus.pushes()}
+    assert recipients == {"S001", "F001"}
+    assert not recipients & {"G001", "S002", "T001", "H001"}
+
+
+async def test_a_person_level_responsible_is_warned(campus: Campus) -> None:
+    await report(campus, "W001", fever())
+    pushed = await campus.pushes()
+    # F004 hosts W001 and heads W001's unit: told once, in English.
+    assert [(p[0], p[1]) for p in pushed if p[0] != "W001"] == [("F004", "health_warning")]
+    assert "Health warning" in next(p[2] for p in pushed if p[0] == "F004")
+
+
+async def test_nobody_is_warned_twice_up_the_tree(campus: Campus) -> None:
+    await report(campus, "P001", fever())
+    first = await campus.pushes()
+    assert sorted(p[0] for p in first if p[1] == "health_warning") == ["F001", "F002"]
+    campus.later(hours=2, minutes=1)
+    assert await campus.kit.warnings.escalate_due() == 1
+    # The dean hosts P001 and heads the college: the next rung up is the university.
+    assert [p[0] for p in await campus.pushes()] == ["A001"]
+
+
+async def test_unacknowledged_warnings_climb_the_unit_tree(any_db: Campus) -> None:
+    c = any_db
+    await report(c, "S001", fever())
+    await c.pushes()
+    c.later(hours=1, minutes=59)
+    assert await c.kit.warnings.escalate_due() == 0
+    c.later(minutes=2)
+    assert await c.kit.warnings.escalate_due() == 1
+    college = await c.pushes()
+    assert [(p[0], p[1]) for p in college] == [("F002", "health_warning")]
+    assert "120" in college[0][2] and "张*丰" in college[0][2]
+    c.later(hours=2, minutes=1)
+    assert await c.kit.warnings.escalate_due() == 1
+    assert [p[0] for p in await c.pushes()] == ["A001"]
+    c.later(hours=3)
+    assert await c.kit.warnings.escalate_due() == 0  # the top of the tree
+    assert await c.pushes() == []
+
+
+async def test_an_acknowledged_warning_stops(any_db: Campus) -> None:
+    c = any_db
+    await report(c, "S001", fever())
+    warning_id = await c.scalar(select(HealthWarning.id))
+    assert await c.kit.warnings.acknowledge(c.ids["S002"], [warning_id]) == 0  # not theirs
+    assert await c.kit.warnings.open_for(c.ids["F001"]) == 1
+    assert await c.kit.warnings.acknowledge(c.ids["F001"], [warning_id]) == 1
+    assert await c.kit.warnings.acknowledge(c.ids["F001"]) == 0  # already done
+    c.later(hours=3)
+    assert await c.kit.warnings.escalate_due() == 0
+    acked = await c.scalar(select(HealthWarning))
+    assert acked.acked_by_id == c.ids["F001"] and acked.next_escalation_at is None
+
+
+async def test_the_escalation_delay_comes_from_the_rules(tmp_path: Path) -> None:
+    from campus.rules import load_rules
+    from tests.health_support import parse
+
+    sections = dict(load_rules().sections)
+    health = dict(sections["health"])
+    health["warnings"] = {"escalate_after_minutes": 30, "max_levels": 1}
+    rules = parse({**sections, "health": health})
+    async for c in open_campus(f"sqlite+aiosqlite:///{tmp_path}/e.db", rules):
+        await report(c, "S001", fever())
+        c.later(minutes=31)
+        assert await c.kit.warnings.escalate_due() == 1
+        c.later(minutes=31)
+        assert await c.kit.warnings.escalate_due() == 0  # max_levels: 1
+
+
+# --- the day roll-over ------------------------------------------------------------------
+
+
+async def test_two_missed_days_turn_yellow_at_the_roll_over(any_db: Campus) -> None:
+    c = any_db
+    everyone = [no for no in c.ids if no != "S002"]
+    for no in everyone:
+        await report(c, no, normal())
+    await next_day(c)
+    assert await c.status("S002") == "green"  # one missed day
+    for no in everyone:
+        await report(c, no, normal())
+    await c.pushes()
+    await next_day(c)
+    assert await c.status("S002") == "yellow"
+    assert {await c.status(no) for no in everyone} == {"green"}
+    change = await c.scalar(select(StatusChange).where(StatusChange.cause == "rollover"))
+    assert change.to_status == "yellow" and "missed_reports" in change.reasons
+    pushed = await c.pushes()
+    assert sorted((p[0], p[1]) for p in pushed) == [
+        ("F001", "health_warning"),
+        ("S002", "health_notice"),
+    ]
+    assert "连续 2 天未打卡" in next(p[2] for p in pushed if p[0] == "S002")
+    # Running it again changes nothing.
+    again = await c.kit.rollovers.run()
+    assert again == []
+    assert await c.pushes() == []
+
+
+async def test_the_roll_over_catches_up_missed_days(campus: Campus) -> None:
+    await campus.kit.rollovers.run()  # rolls over the day before START
+    for no in campus.ids:
+        await report(campus, no, normal())
+    campus.at(START + timedelta(days=3))  # three days later, no roll-over in between
+    days = await campus.kit.rollovers.run()
+    assert [d.day for d in days] == [START.date() + timedelta(days=i) for i in range(3)]
+    assert [d.missed for d in days] == [0, len(campus.ids), len(campus.ids)]
+    assert await campus.status("S001") == "yellow"
+    with pytest.raises(ValueError, match="has not ended"):
+        await campus.kit.rollovers.roll(campus.now.date(), campus.now)
+
+
+async def test_the_recomputed_status_agrees_with_the_stored_one(campus: Campus) -> None:
+    script = [
+        ("S001", fever()),
+        ("S002", normal(contact=True)),
+        ("T001", normal(travel=True, location="elsewhere", region="Hubei")),
+    ]
+    for no, draft in script:
+        await report(campus, no, draft)
+    for _ in range(9):
+        await next_day(campus)
+        await report(campus, "S001", normal())
+        await report(campus, "T001", normal())
+    await campus.kit.status.override("S002", Status.YELLOW, "retest pending", actor="cli")
+    await next_day(campus)
+    await next_day(campus)  # S002 misses two days after the override
+    for no in ("S001", "S002", "T001", "F001"):
+        result = await campus.kit.status.recompute(no)
+        assert result is not None and result.agrees, (no, result)
+    assert await campus.status("S001") == "green"
+    assert await campus.status("S002") == "yellow"
+
+
+# --- reminders and summaries ------------------------------------------------------------
+
+
+async def test_reminders_once_per_slot_a_day(campus: Campus) -> None:
+    async with campus.sessions.begin() as s:
+        for no in ("S001", "S002", "T001"):
+            s.add(WeChatAccount(openid=f"o_{no}", person_id=campus.ids[no]))
+    await report(campus, "S001", normal())
+    assert await campus.kit.reminders.remind("morning") == 2
+    assert await campus.kit.reminders.remind("morning") == 0
+    await report(campus, "S002", normal())
+    assert await campus.kit.reminders.remind("afternoon") == 1
+    texts = {p[0]: p[2] for p in await campus.pushes()}
+    assert set(texts) == {"S002", "T001"}
+    assert "打卡 36.5" in texts["S002"] and "checkin 36.5" in texts["T001"]
+
+
+async def test_the_summary_lists_the_missing_masked(any_db: Campus) -> None:
+    c = any_db
+    await report(c, "S001", normal())
+    await report(c, "F001", normal())
+    assert await c.kit.reminders.summarize() >= 3
+    summaries = {p[0]: p[2] for p in await c.pushes() if p[1] == "health_summary"}
+    counsellor = summaries["F001"]
+    assert "李*" in counsellor and "S002" in counsellor and "J*** S****" in counsellor
+    assert "张*丰" not in counsellor and "李四" not in counsellor  # reported, and masked
+    assert "F001" not in counsellor  # not a summary of oneself
+    assert "4 人中已打卡 1 人" in counsellor  # S001, S002, T001, P001 (not F001 themself)
+    assert "S002" in summaries["F002"]  # the college sees its classes
+    assert "W001" in summaries["F004"]  # a host sees the persons they host
+    assert "G001" not in summaries  # guards get none
+
+
+# --- conditions as SQL (the roll-over loads only what history rules count) ---------------
+
+CONDITIONS = [
+    {"field": "temperature", "op": ">=", "value": 37.3},
+    {"field": "temperature", "op": "<", "value": 36.0},
+    {"field": "symptoms", "op": "any_of", "value": ["cough", "sore_throat"]},
+    {"field": "symptoms", "op": "all_of", "value": ["fever", "cough"]},
+    {"field": "symptoms", "op": "none_of", "value": ["taste_smell"]},
+    {"field": "symptoms", "op": "empty"},
+    {"field": "symptoms", "op": "not_empty"},
+    {"field": "location", "op": "in", "value": ["city", "elsewhere"]},
+    {"field": "location", "op": "!=", "value": "campus"},
+    {"field": "region", "op": "==", "value": "湖北"},
+    {"field": "region", "op": "not_in", "value": ["湖北", "上海"]},
+    {"field": "region", "op": "not_empty"},
+    {"field": "travel", "op": "==", "value": True},
+    {"field": "contact", "op": "!=", "value": True},
+    {
+        "any": [
+            {"field": "travel", "op": "==", "value": True},
+            {"not": {"all": [{"field": "contact", "op": "==", "value": False}]}},
+        ]
+    },
+]
+
+
+async def test_conditions_select_in_sql_what_the_engine_selects(any_db: Campus) -> None:
+    import random
+
+    from campus.health import conditions, store
+    from campus.health.conditions import Facts
+
+    rnd = random.Random(7)
+    rows = []
+    for i in range(300):
+        location = rnd.choice(["campus", "city", "elsewhere"])
+        rows.append(
+            {
+                "person_id": any_db.ids["S001"],
+                "day": START.date() - timedelta(days=i),
+                "temperature": rnd.randint(350, 400),
+                "symptoms": ";".join(sorted(rnd.sample(list(SYMPTOMS), rnd.randint(0, 3)))),
+                "location": location,
+                "region": rnd.choice(["", "湖北", "上海", "a_b%"]) if location != "campus" else "",
+                "contact": rnd.random() < 0.2,
+                "travel": rnd.random() < 0.2,
+                "source": "form",
+                "revision": 1,
+                "submitted_at": START,
+            }
+        )
+    async with any_db.sessions.begin() as s:
+        await s.execute(insert(HealthReport), rows)
+    async with any_db.sessions() as s:
+        stored = (await s.execute(select(HealthReport))).scalars().all()
+        for raw in CONDITIONS:
+            cond = conditions.parse(raw)
+            in_sql = set(
+                (await s.execute(select(HealthReport.id).where(store.where_sql(cond)))).scalars()
+            )
+            in_python = {
+                r.id
+                for r in stored
+                if conditions.holds(cond, Facts(r.day, store.report_from_row(r), (), 0))
+            }
+            assert in_sql == in_python, raw
