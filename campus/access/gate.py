@@ -1,0 +1,280 @@
+"""Guard scans and self check-ins: verify, decide by the place's policy, write the record.
+
+The guard's scan is the hot path: the code is checked in memory (keys and places are
+cached), then one transaction reads the person's live facts and writes the access record
+(and, at a place with a capacity, moves its occupancy). Scans that arrive together share
+that transaction: one `IN (…)` read, one multi-row insert (campus/access/batching.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, case, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.metrics import ACCESS_DECISIONS
+from campus.access.batching import Batcher
+from campus.access.duty import IN, OUT
+from campus.access.passes import PassService
+from campus.access.places import PlaceDirectory, PlaceInfo
+from campus.access.policies import Policies, Policy, Reason, Subject
+from campus.access.token import Problem, TokenRejected
+from campus.identity import mask_name
+from storage.models import AccessRecord, Person, PlaceOccupancy, Unit
+
+log = logging.getLogger(__name__)
+
+GUARD, SELF = "guard", "self"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """All a guard is shown of a person: never the status or the health report."""
+
+    masked_name: str
+    category: str
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    direction: str
+    place: PlaceInfo
+    at: datetime
+    reason: Reason | None = None
+    identity: Identity | None = None  # None when the code did not verify
+    status: str = ""  # the live status, for the person's own reply only (self check-in)
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Person:
+    subject: Subject
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One scan or check-in waiting for its batch: who (if known), where, when, how."""
+
+    person_id: int | None
+    place: PlaceInfo
+    direction: str
+    at: datetime
+    method: str
+    verifier: int | None
+    refused: Reason | None = None  # decided before the database (a code that did not verify)
+
+
+_RECORDS = cast(Table, AccessRecord.__table__)  # Core: an executemany, no ORM bookkeeping
+
+
+class AccessService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        passes: PassService,
+        policies: Policies,
+        places: PlaceDirectory,
+        clock: Clock,
+        tz: ZoneInfo,
+    ) -> None:
+        self._sessions = sessions
+        self._passes = passes
+        self.policies = policies
+        self.places = places
+        self._clock = clock
+        self._tz = tz
+        self._batches: Batcher[_Attempt, Decision] = Batcher(self._settle)
+
+    async def scan(self, token: str, place: PlaceInfo, guard_id: int, direction: str) -> Decision:
+        """A guard on duty at `place` scanned `token`."""
+        now = datetime.fromtimestamp(self._clock.time(), UTC)
+        try:
+            claims = await self._passes.verify(token)
+        except TokenRejected as exc:
+            reason = Reason.EXPIRED_CODE if exc.problem is Problem.EXPIRED else Reason.INVALID_CODE
+            attempt = _Attempt(None, place, direction, now, GUARD, guard_id, reason)
+            return await self._batches.submit(attempt)
+        attempt = _Attempt(claims.person_id, place, direction, now, GUARD, guard_id)
+        return await self._batches.submit(attempt)
+
+    async def check_in(self, person_id: int, place: PlaceInfo, direction: str) -> Decision:
+        """A person scanned `place`'s poster with their own phone."""
+        now = datetime.fromtimestamp(self._clock.time(), UTC)
+        return await self._batches.submit(_Attempt(person_id, place, direction, now, SELF, None))
+
+    async def _settle(self, attempts: Sequence[_Attempt]) -> list[Decision]:
+        """Decide and record a batch: one read of the persons, one transaction of records."""
+        decisions: list[Decision] = []
+        rows: list[dict[str, object]] = []
+        async with self._sessions.begin() as session:
+            ids = {a.person_id for a in attempts if a.person_id is not None and a.refused is None}
+            persons = await _load_persons(session, ids) if ids else {}
+            for attempt in attempts:
+                decision = self._decide(attempt, persons)
+                decision = await self._count(session, decision)
+                decisions.append(decision)
+                known = decision.identity is not None
+                rows.append(
+                    {
+                        "person_id": attempt.person_id if known else None,
+                        "place_id": attempt.place.id,
+                        "direction": attempt.direction,
+                        "at": attempt.at,
+                        "allowed": decision.allowed,
+                        "reason": decision.reason.value if decision.reason else "",
+                        "method": attempt.method,
+                        "verifier_id": attempt.verifier,
+                    }
+                )
+            await session.execute(insert(_RECORDS), rows)
+        for row in rows:  # counted once committed
+            ACCESS_DECISIONS.labels(row["method"], row["direction"], row["reason"]).inc()
+        return decisions
+
+    def _decide(self, attempt: _Attempt, persons: dict[int, _Person]) -> Decision:
+        place, direction, at = attempt.place, attempt.direction, attempt.at
+        if attempt.refused is not None:
+            return Decision(False, direction, place, at, attempt.refused)
+        person = persons.get(attempt.person_id) if attempt.person_id is not None else None
+        if person is None:
+            return Decision(False, direction, place, at, Reason.UNKNOWN_PERSON)
+        policy = self.policies.get(place.policy)
+        reason: Reason | None = None
+        if direction == IN:  # leaving is always allowed: a policy decides entries
+            if policy is None:
+                log.warning("place %s names unknown policy %r", place.code, place.policy)
+                reason = Reason.NO_POLICY
+            else:
+                reason = policy.decide(
+                    person.subject, place.id, at.astimezone(self._tz), self.places.within
+                )
+        return Decision(
+            reason is None,
+            direction,
+            place,
+            at,
+            reason,
+            person.identity,
+            person.subject.status,
+            policy,
+        )
+
+    async def _count(self, session: AsyncSession, decision: Decision) -> Decision:
+        """Move the occupancy of a place with a capacity; a full place turns a pass to ⛔."""
+        policy = decision.policy
+        if policy is None or policy.capacity is None or not decision.allowed:
+            return decision
+        today = decision.at.astimezone(self._tz).date()
+        if decision.direction != IN:
+            await _leave(session, decision.place.id, today)
+            return decision
+        if await _enter(session, decision.place.id, policy.capacity, today):
+            return decision
+        return replace(decision, allowed=False, reason=Reason.FULL)
+
+
+async def _load_persons(session: AsyncSession, ids: set[int]) -> dict[int, _Person]:
+    stmt = (
+        select(
+            Person.id,
+            Person.name,
+            Person.category,
+            Person.state,
+            Person.status,
+            Person.valid_until,
+            Person.home_place_id,
+            Person.returned_at,
+            Unit.name.label("unit"),
+        )
+        .join(Unit, Unit.id == Person.unit_id)
+        .where(Person.id.in_(ids))
+    )
+    return {
+        row.id: _Person(
+            Subject(
+                row.id,
+                row.status,
+                row.category,
+                row.state,
+                row.valid_until,
+                row.home_place_id,
+                row.returned_at,
+            ),
+            Identity(mask_name(row.name), row.category, row.unit),
+        )
+        for row in (await session.execute(stmt)).all()
+    }
+
+
+async def _enter(session: AsyncSession, place_id: int, capacity: int, today: date) -> bool:
+    """Count one entry unless the place is full; atomic under concurrent entries.
+
+    A single conditional UPDATE both checks and counts, so two entries racing for the last
+    place cannot both win (PostgreSQL re-checks the condition after the row lock; SQLite
+    runs one writer at a time). The count starts afresh each day, so exits nobody scanned
+    do not fill a place for ever.
+    """
+    stmt = (
+        update(PlaceOccupancy)
+        .where(
+            PlaceOccupancy.place_id == place_id,
+            or_(PlaceOccupancy.day != today, PlaceOccupancy.count < capacity),
+        )
+        .values(
+            count=case((PlaceOccupancy.day == today, PlaceOccupancy.count + 1), else_=1),
+            day=today,
+        )
+    )
+    if (await session.execute(stmt)).rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    await _ensure_row(session, place_id, today)
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+
+async def _leave(session: AsyncSession, place_id: int, today: date) -> None:
+    await session.execute(
+        update(PlaceOccupancy)
+        .where(
+            PlaceOccupancy.place_id == place_id,
+            PlaceOccupancy.day == today,
+            PlaceOccupancy.count > 0,
+        )
+        .values(count=PlaceOccupancy.count - 1)
+    )
+
+
+async def _ensure_row(session: AsyncSession, place_id: int, today: date) -> None:
+    values = {"place_id": place_id, "day": today, "count": 0}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        await session.execute(pg_insert(PlaceOccupancy).values(values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        await session.execute(sqlite_insert(PlaceOccupancy).values(values).on_conflict_do_nothing())
+
+
+async def occupancy(sessions: async_sessionmaker[AsyncSession], place_id: int, today: date) -> int:
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                select(PlaceOccupancy.count, PlaceOccupancy.day).where(
+                    PlaceOccupancy.place_id == place_id
+                )
+            )
+        ).first()
+    return int(row[0]) if row is not None and row[1] == today else 0
+
+
+__all__ = ["GUARD", "IN", "OUT", "SELF", "AccessService", "Decision", "Identity", "occupancy"]

@@ -1,0 +1,279 @@
+"""Pass-code tokens and the key ring: what verifies and everything that must not (issue 7)."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.clock import FrozenClock
+from campus.access import token as tk
+from campus.access.keys import KeyRing
+from campus.access.passes import Holder, IssuedPass, NoCode, PassService
+from campus.secrets import DataVault
+from storage.engine import create_engine, session_factory
+from storage.migrate import upgrade
+from storage.models import PassKey
+from tests.support import DATA_KEY
+
+CAMPUS = "wx1234567890abcdef"
+NOW = 1_800_000_000.0
+TODAY = __import__("datetime").date(2027, 1, 15)
+
+
+@dataclass
+class World:
+    sessions: async_sessionmaker[AsyncSession]
+    clock: FrozenClock
+    passes: PassService
+
+    def ring(self, campus: str = CAMPUS, validity: int = 600) -> KeyRing:
+        return KeyRing(
+            self.sessions,
+            DataVault.from_setting(DATA_KEY),
+            campus=campus,
+            max_validity=validity,
+            monotonic=self.clock.monotonic,
+            wall=self.clock.time,
+        )
+
+
+async def _world(url: str) -> AsyncIterator[World]:
+    engine: AsyncEngine = create_engine(url)
+    await upgrade(engine)
+    sessions = session_factory(engine)
+    clock = FrozenClock(NOW)
+    world = World(sessions, clock, None)  # type: ignore[arg-type]
+    world.passes = PassService(sessions, world.ring(), clock, validity=600)
+    yield world
+    await engine.dispose()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async for w in _world(f"sqlite+aiosqlite:///{tmp_path}/keys.db"):
+        yield w
+
+
+def _holder(status: str = "green", state: str = "active") -> Holder:
+    return Holder(42, "张三丰", status, state, None)
+
+
+async def _issue(world: World, status: str = "green") -> IssuedPass:
+    issued = await world.passes.issue(_holder(status), TODAY)
+    assert isinstance(issued, IssuedPass)
+    return issued
+
+
+async def _rejected(world: World, token: str) -> tk.Problem:
+    with pytest.raises(tk.TokenRejected) as caught:
+        await world.passes.verify(token)
+    return caught.value.problem
+
+
+# -- the format ----------------------------------------------------------------------------
+
+
+def test_the_token_is_compact_and_byte_exact() -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    kid = tk.key_id_for(key.public_key())
+    claims = tk.PassClaims(kid, 7, "yellow", 1_800_000_000, 1_800_000_600)
+    token = tk.sign(claims, key, CAMPUS)
+    assert token.startswith("HC1.") and len(token) == tk.TOKEN_CHARS == 114
+    raw = base64.urlsafe_b64decode(token[4:] + "==")
+    assert raw[:18] == b"\x01" + kid + struct.pack(">IBII", 7, 1, 1_800_000_000, 1_800_000_600)
+    # The signature covers the campus: verifiable with nothing but the public key.
+    key.public_key().verify(raw[18:], b"HC1\0" + CAMPUS.encode() + b"\0" + raw[:18])
+    parsed = tk.parse(token)
+    assert parsed.claims == claims
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_anything_else_is_malformed_never_a_crash(text: str) -> None:
+    with pytest.raises(tk.TokenRejected) as caught:
+        tk.parse(text)
+    assert caught.value.problem is tk.Problem.MALFORMED
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=82, max_size=82))
+def test_random_bytes_with_the_prefix_never_verify(raw: bytes) -> None:
+    key = Ed25519PrivateKey.generate()
+    token = "HC1." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    try:
+        parsed = tk.parse(token)
+    except tk.TokenRejected:
+        return
+    with pytest.raises(tk.TokenRejected):
+        tk.check_signature(parsed, key.public_key(), CAMPUS)
+
+
+def test_claims_refuse_nonsense() -> None:
+    kid = b"\0\0\0\1"
+    for bad in (
+        dict(key_id=b"\0", person_id=1, status="green", issued=1, expires=2),
+        dict(key_id=kid, person_id=0, status="green", issued=1, expires=2),
+        dict(key_id=kid, person_id=2**32, status="green", issued=1, expires=2),
+        dict(key_id=kid, person_id=1, status="blue", issued=1, expires=2),
+        dict(key_id=kid, person_id=1, status="green", issued=5, expires=5),
+        dict(key_id=kid, person_id=1, status="green", issued=0, expires=90_000),
+    ):
+        with pytest.raises(ValueError):
+            tk.PassClaims(**bad)  # type: ignore[arg-type]
+
+
+# -- verification --------------------------------------------------------------------------
+
+
+async def test_a_fresh_code_verifies(world: World) -> None:
+    issued = await _issue(world)
+    claims = await world.passes.verify(issued.token)
+    assert claims == issued.claims
+    assert (claims.person_id, claims.status, claims.expires - claims.issued) == (42, "green", 600)
+
+
+async def test_forged_tampered_truncated(world: World) -> None:
+    token = (await _issue(world)).token
+    raw = bytearray(base64.urlsafe_b64decode(token[4:] + "=="))
+
+    def again(data: bytes) -> str:
+        return "HC1." + base64.urlsafe_b64encode(bytes(data)).rstrip(b"=").decode()
+
+    # Tampered: promote someone else, or change the status, or stretch the expiry.
+    for offset, value in ((8, 43), (9, 0), (17, 0xFF)):
+        changed = bytearray(raw)
+        changed[offset] = value if changed[offset] != value else value ^ 1
+        assert await _rejected(world, again(changed)) is tk.Problem.BAD_SIGNATURE
+    # Forged: a well-formed code signed by some key claiming our key id.
+    forger = Ed25519PrivateKey.generate()
+    payload = bytes(raw[:18])
+    forged = again(payload + forger.sign(b"HC1\0" + CAMPUS.encode() + b"\0" + payload))
+    assert await _rejected(world, forged) is tk.Problem.BAD_SIGNATURE
+    # Truncated, padded, re-prefixed, or lower-cased.
+    for bad in (token[:-1], token[:60], token + "A", "HC2." + token[4:], token.lower(), ""):
+        assert await _rejected(world, bad) is tk.Problem.MALFORMED
+
+
+async def test_expired_and_from_the_future(world: World) -> None:
+    token = (await _issue(world)).token
+    world.clock.advance(599)
+    await world.passes.verify(token)
+    world.clock.advance(1)
+    assert await _rejected(world, token) is tk.Problem.EXPIRED
+    world.clock.advance(-600 - 120)
+    assert await _rejected(world, token) is tk.Problem.NOT_YET_VALID
+
+
+async def test_unknown_and_other_campus_keys(world: World, tmp_path: Path) -> None:
+    # Another campus, its own database and keys.
+    async for other in _world(f"sqlite+aiosqlite:///{tmp_path}/other.db"):
+        other.passes = PassService(
+            other.sessions, other.ring(campus="wxOTHERCAMPUS000"), other.clock, validity=600
+        )
+        foreign = (await _issue(other)).token
+        assert await _rejected(world, foreign) is tk.Problem.UNKNOWN_KEY
+    # The same key used for another campus still does not verify here.
+    signer = await world.passes.keys.signer()
+    claims = tk.PassClaims(signer.key_id, 42, "green", int(NOW), int(NOW) + 600)
+    elsewhere = tk.sign(claims, signer.private_key, "wxOTHERCAMPUS000")
+    assert await _rejected(world, elsewhere) is tk.Problem.BAD_SIGNATURE
+    # A made-up key id.
+    made_up = tk.PassClaims(b"\xde\xad\xbe\xef", 42, "green", int(NOW), int(NOW) + 600)
+    assert (
+        await _rejected(world, tk.sign(made_up, Ed25519PrivateKey.generate(), CAMPUS))
+        is tk.Problem.UNKNOWN_KEY
+    )
+
+
+async def test_the_private_key_is_stored_encrypted(world: World) -> None:
+    signer = await world.passes.keys.signer()
+    async with world.sessions() as s:
+        (row,) = (await s.execute(select(PassKey))).scalars()
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    raw = signer.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    assert raw not in row.private_cipher and base64.b64encode(raw) not in row.private_cipher
+    assert row.kid == signer.key_id.hex() and len(row.public_key) == 32
+
+
+async def test_rotated_keys_verify_until_their_codes_expire(world: World) -> None:
+    old = await _issue(world)
+    async with world.sessions() as s:
+        row = (await s.execute(select(PassKey))).scalar_one()
+    old_private = world.passes.keys._private(row)
+    new_key = await world.passes.keys.rotate()
+    assert new_key.kid != old.claims.key_id.hex()
+    fresh = await _issue(world)
+    assert fresh.claims.key_id.hex() == new_key.kid
+    await world.passes.verify(old.token)  # still within its validity
+    await world.passes.verify(fresh.token)
+
+    def by_old_key(issued_at: float) -> str:
+        at = int(issued_at)
+        claims = tk.PassClaims(old.claims.key_id, 42, "green", at, at + 600)
+        return tk.sign(claims, old_private, CAMPUS)
+
+    # A process that has not noticed the rotation yet (it re-reads keys every 60 s) still
+    # signs with the old key: those codes verify.
+    world.clock.advance(50)
+    await world.passes.verify(by_old_key(world.clock.time()))
+    # Codes of the old key expiring after the overlap do not.
+    world.clock.advance(200)
+    assert await _rejected(world, by_old_key(world.clock.time())) is tk.Problem.RETIRED_KEY
+    # Once no code of it can be valid, the old key is gone from the ring.
+    world.clock.advance(600)
+    assert await _rejected(world, old.token) is tk.Problem.UNKNOWN_KEY
+
+
+async def test_a_new_key_from_another_process_is_picked_up(world: World) -> None:
+    await _issue(world)
+    elsewhere = world.ring()
+    await elsewhere.rotate()  # `healthbot keys rotate` in another process
+    code = await PassService(world.sessions, elsewhere, world.clock, validity=600).issue(
+        _holder(), TODAY
+    )
+    assert isinstance(code, IssuedPass)
+    world.clock.advance(6)  # beyond the reload throttle
+    await world.passes.verify(code.token)
+    world.clock.advance(60)  # and the signer follows within the refresh interval
+    assert (await _issue(world)).claims.key_id == code.claims.key_id
+
+
+async def test_jwks_lets_a_device_verify_offline(world: World) -> None:
+    first = await _issue(world)
+    await world.passes.keys.rotate()
+    second = await _issue(world)
+    jwks = await world.passes.keys.jwks()
+    assert jwks["campus"] == CAMPUS
+    by_kid = {k["kid"]: k for k in jwks["keys"]}
+    assert set(by_kid) == {first.claims.key_id.hex(), second.claims.key_id.hex()}
+    assert "verify_until" in by_kid[first.claims.key_id.hex()]
+    for issued in (first, second):
+        jwk = by_kid[issued.claims.key_id.hex()]
+        assert (jwk["kty"], jwk["crv"], jwk["alg"]) == ("OKP", "Ed25519", "EdDSA")
+        public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(jwk["x"] + "="))
+        tk.check_signature(tk.parse(issued.token), public, jwks["campus"])
+
+
+async def test_who_gets_no_code(world: World) -> None:
+    assert await world.passes.issue(_holder(state="left"), TODAY) is NoCode.INACTIVE
+    assert await world.passes.issue(_holder(state="expired"), TODAY) is NoCode.INACTIVE
+    assert await world.passes.issue(_holder(state="pending"), TODAY) is NoCode.PENDING
+    expired = Holder(42, "x", "green", "active", TODAY.replace(day=14))
+    assert await world.passes.issue(expired, TODAY) is NoCode.INACTIVE
+    red = await _issue(world, "red")  # a red person gets a (red) code: the gate decides
+    assert red.claims.status == "red"
