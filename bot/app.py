@@ -27,6 +27,7 @@ from bot.wechat.courier import Courier
 from bot.wechat.dedup import Deduplicator
 from bot.wechat.token import AccessTokenManager
 from handlers import build_router
+from scheduler.runner import Scheduler, job_context
 from storage import engine as db
 from storage.migrate import upgrade
 
@@ -39,8 +40,16 @@ def create_app(
     clock: Clock | None = None,
     kv: KV | None = None,
     migrate: bool | None = None,
+    scheduler: bool = False,
 ) -> web.Application:
-    """The bot. `kv` and `clock` are injectable for tests; `migrate` defaults to SQLite only."""
+    """The bot. `kv` and `clock` are injectable for tests; `migrate` defaults to SQLite only.
+
+    `scheduler` runs the cron jobs and the outbox dispatcher in this process (`serve` does
+    unless --no-scheduler; tests build the scheduler they need themselves).
+    """
+    # aiosqlite logs every statement with its parameters at DEBUG: personal data. Keep it
+    # quiet even when the rest of the process logs at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     app = web.Application(client_max_size=settings.max_body_bytes + 1024)
     app[K.SETTINGS] = settings
     app[K.CLOCK] = clock or SystemClock()
@@ -77,14 +86,15 @@ def create_app(
         courier = Courier(api)
         app[K.HTTP], app[K.API], app[K.COURIER] = http, api, courier
         store = app[K.KV_STORE]
-        services = build_services(settings, app[K.SESSIONS], store, keys)
+        services = build_services(settings, app[K.SESSIONS], store, keys, app[K.CLOCK], api)
         services["api"] = api
         app[K.SERVICES] = services
         dispatcher = Dispatcher(
             router=build_router(),
+            kv=store,
             states=StateStore(store, keys, settings.conversation_ttl),
             locks=UserLocks(store, keys),
-            limiter=RateLimiter(store, keys, settings.rate_limit_per_minute, app[K.CLOCK]),
+            limiter=RateLimiter(keys, settings.rate_limit_per_minute, app[K.CLOCK]),
             accounts=services["accounts"],
             services=services,
         )
@@ -107,7 +117,22 @@ def create_app(
         await courier.drain()
         await http.close()
 
+    async def scheduling(app: web.Application) -> AsyncIterator[None]:
+        context = job_context(
+            settings,
+            app[K.SESSIONS],
+            app[K.KV_STORE],
+            app[K.CLOCK],
+            app[K.SERVICES]["notifications"],
+        )
+        app[K.SCHEDULER] = runner = Scheduler(context, app[K.API])
+        await runner.start()
+        yield
+        await runner.stop()
+
     app.cleanup_ctx.extend([database, state, wechat])
+    if scheduler:
+        app.cleanup_ctx.append(scheduling)
 
     async def wechat_get(request: web.Request) -> web.StreamResponse:
         return await request.app[K.CALLBACK].get(request)

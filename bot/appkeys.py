@@ -13,6 +13,7 @@ from bot.settings import Settings
 from bot.wechat.api import WeChatAPI
 from bot.wechat.callback import Callback
 from bot.wechat.courier import Courier
+from scheduler.runner import Scheduler
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
@@ -24,3 +25,4 @@ API = web.AppKey("api", WeChatAPI)
 COURIER = web.AppKey("courier", Courier)
 CALLBACK = web.AppKey("callback", Callback)
 SERVICES = web.AppKey("services", dict[str, Any])
+SCHEDULER = web.AppKey("scheduler", Scheduler)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from aiohttp import web
 from pydantic import ValidationError
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from campus.health.services import HealthKit
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -60,7 +66,12 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
             + "; ".join(problems)
             + " (set them, or HEALTHBOT_ALLOW_INSECURE_DEFAULTS=1 for a local trial)"
         )
-    web.run_app(create_app(settings), host=host, port=port, print=_announce(host, port))
+    web.run_app(
+        create_app(settings, scheduler=not no_scheduler),
+        host=host,
+        port=port,
+        print=_announce(host, port),
+    )
 
 
 def _announce(host: str, port: int) -> Callable[[str], None]:
@@ -102,26 +113,88 @@ def menu() -> None:
 
 @menu.command("sync")
 def menu_sync() -> None:
-    """Create the custom menu of DESIGN.md through the WeChat API."""
-    import aiohttp
+    """Create the custom menu of DESIGN.md, and the guards' menu with the VERIFY scanner.
 
-    from bot.keyspace import Keyspace
-    from bot.kv import MemoryKV, RedisKV
-    from bot.menu import sync
-    from bot.wechat.api import WeChatAPI
-    from bot.wechat.token import AccessTokenManager
+    Bound guards get the guard tag now; guards who bind later get it when they go on duty.
+    """
+    from bot.access_admin import sync_menu
+    from bot.wechat.errors import WeChatError
 
     settings = _settings()
+    try:
+        guards = asyncio.run(sync_menu(settings))
+    except WeChatError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"menu created; guards' menu added, {guards} guard(s) tagged")
 
-    async def run() -> None:
-        kv = RedisKV.from_url(settings.redis_url) if settings.redis_url else MemoryKV()
-        async with aiohttp.ClientSession() as http:
-            tokens = AccessTokenManager(http, settings, kv, Keyspace(settings.wechat_appid))
-            await sync(WeChatAPI(http, settings, tokens))
-        await kv.close()
 
-    asyncio.run(run())
-    click.echo("menu created")
+@main.command("poster")
+@click.argument("place_code")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The PNG file to write.",
+)
+def poster(place_code: str, output: Path) -> None:
+    """Create PLACE_CODE's WeChat QR code (scene place:CODE) and render its printable poster."""
+    from bot.access_admin import make_poster
+    from bot.wechat.errors import WeChatError
+    from campus.access.posters import UnknownPlace
+
+    settings = _settings()
+    try:
+        made = asyncio.run(make_poster(settings, place_code, output))
+    except (UnknownPlace, ValueError, WeChatError) as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    click.echo(f"{output}: poster for {made.place_name} ({made.scene}, {made.size} bytes)")
+
+
+@main.group()
+def keys() -> None:
+    """The Ed25519 keys that sign pass codes."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Sign new codes with a new key; older keys verify until their last codes expire."""
+    from bot.access_admin import rotate_keys
+
+    settings = _settings()
+    new, ring = asyncio.run(rotate_keys(settings))
+    click.echo(f"new signing key {new.kid}")
+    for key in ring:
+        if key.kid != new.kid and key.verify_until is not None:
+            click.echo(f"key {key.kid} verifies codes until {key.verify_until:%Y-%m-%d %H:%M} UTC")
+
+
+@keys.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def keys_export(output: Path | None) -> None:
+    """Write the public keys as a JWKS (JSON), for gate devices that verify offline."""
+    import json
+
+    from bot.access_admin import export_jwks
+
+    settings = _settings()
+    text = json.dumps(asyncio.run(export_jwks(settings)), indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key: when it was made, rotated out, and until when it verifies."""
+    from bot.access_admin import list_keys
+
+    settings = _settings()
+    for key in asyncio.run(list_keys(settings)):
+        retired = f"{key.retired_at:%Y-%m-%d %H:%M}" if key.retired_at else "signing"
+        until = f"{key.verify_until:%Y-%m-%d %H:%M}" if key.verify_until else "-"
+        click.echo(f"{key.kid}  created {key.created_at:%Y-%m-%d %H:%M}  {retired:<16}  {until}")
 
 
 @main.group()
@@ -179,3 +252,216 @@ def export(kind: str, output: Path | None) -> None:
         return
     with output.open("w", encoding="utf-8", newline="") as fp:
         asyncio.run(run_export(settings, kind, fp))
+
+
+@main.command("scheduler")
+def scheduler_() -> None:
+    """Run the cron jobs (when leader) and the outbox dispatcher, without the web server."""
+    from bot.app import create_app
+
+    settings = _settings()
+
+    async def run() -> None:
+        import signal
+
+        runner = web.AppRunner(create_app(settings, scheduler=True), handle_signals=False)
+        await runner.setup()  # the app's resources, the scheduler among them
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo("Healthy Campus scheduler running (Ctrl-C to stop)")
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())
+
+
+@main.group()
+def jobs() -> None:
+    """The scheduler's jobs: list them, or run one now."""
+
+
+@jobs.command("list")
+def jobs_list() -> None:
+    """Every job, its schedule from the rules file, and what it does."""
+    from campus.rules import RulesError, load_rules
+    from scheduler.jobs import JOBS
+
+    settings = _settings()
+    try:
+        rules = load_rules(settings.rules_file)
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, job in sorted(JOBS.items()):
+        entry = rules.scheduled(name)
+        if entry is None:
+            when = "not scheduled"
+        else:
+            when = entry.cron + ("" if entry.enabled else " (disabled)")
+        click.echo(f"{name:<28} {when:<20} {job.description}")
+
+
+@jobs.command("run")
+@click.argument("name")
+def jobs_run(name: str) -> None:
+    """Run job NAME once, now (what it pushes goes through the outbox)."""
+    from campus.rules import RulesError
+    from scheduler.jobs import UnknownJob
+    from scheduler.runner import run_once
+
+    settings = _settings()
+    try:
+        summary = asyncio.run(run_once(settings, name))
+    except (UnknownJob, RulesError) as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    click.echo(f"{name}: {summary}")
+
+
+@main.command()
+@click.option("--unit", "unit_code", required=True, help="The unit's code.")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    help="Only persons of this category (repeat for several).",
+)
+@click.option("--include-subunits", is_flag=True, help="Also everyone in the unit's sub-units.")
+@click.option("--urgent", is_flag=True, help="Send during quiet hours too.")
+@click.option(
+    "--id",
+    "broadcast_id",
+    default=None,
+    help="Broadcast id; running again with the same id reaches nobody twice.",
+)
+@click.argument("text")
+def broadcast(
+    unit_code: str,
+    categories: tuple[str, ...],
+    include_subunits: bool,
+    urgent: bool,
+    broadcast_id: str | None,
+    text: str,
+) -> None:
+    """Queue TEXT for everyone in a unit; the dispatcher sends it."""
+    from campus.broadcast import BroadcastRefused, run_broadcast
+
+    settings = _settings()
+    try:
+        result = asyncio.run(
+            run_broadcast(
+                settings,
+                unit_code=unit_code,
+                text=text,
+                categories=categories,
+                include_subunits=include_subunits,
+                urgent=urgent,
+                broadcast_id=broadcast_id,
+            )
+        )
+    except BroadcastRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"broadcast {result.broadcast_id} to {result.unit_code} ({result.unit_name}): "
+        f"{result.recipients} recipients, {result.queued} queued now, "
+        f"{result.unbound} without WeChat (recorded as failed: unbound)"
+    )
+
+
+@main.group("status")
+def status_() -> None:
+    """Health status: show it, set it (a health officer's override), recompute it."""
+
+
+def _health(work: Callable[[HealthKit], Awaitable[T]]) -> T:
+    from campus.health.services import Words, standalone
+    from campus.rules import RulesError
+    from handlers import keywords as kw
+
+    settings = _settings()
+
+    async def run() -> T:
+        words = Words(checkin=kw.CHECKIN, ack=kw.ACK, set_status=kw.SET_STATUS)
+        async with standalone(settings, words) as kit:
+            return await work(kit)
+
+    try:
+        return asyncio.run(run())
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@status_.command("set")
+@click.argument("person_no")
+@click.argument("colour", type=click.Choice(["green", "yellow", "red"], case_sensitive=False))
+@click.argument("reason", nargs=-1, required=True)
+@click.option("--by", "actor", default="cli", show_default=True, help="Who decided (audit).")
+def status_set(person_no: str, colour: str, reason: tuple[str, ...], actor: str) -> None:
+    """Set PERSON_NO's status to COLOUR because of REASON (audited; the person is told).
+
+    This is also the health officer's clearance a red status needs to turn green.
+    """
+    from campus.health.model import Status
+    from campus.health.status import OverrideOutcome
+
+    note = " ".join(reason).strip()
+    if not note:
+        raise click.ClickException("a reason is required")
+    result = _health(
+        lambda kit: kit.status.override(
+            person_no, Status(colour.lower()), note, actor=f"cli:{actor}"[:100]
+        )
+    )
+    if result.outcome is OverrideOutcome.UNKNOWN_PERSON:
+        raise click.ClickException(f"no person with number {person_no!r}")
+    click.echo(f"{result.person_no}: {result.before.value} -> {result.after.value}")
+
+
+@status_.command("show")
+@click.argument("person_no")
+@click.option("--limit", default=10, show_default=True, help="Status changes to list.")
+def status_show(person_no: str, limit: int) -> None:
+    """PERSON_NO's status, its reasons, and the latest changes (with their rule version)."""
+    from bot.i18n import translator
+    from campus.health import explain
+
+    async def show(kit: HealthKit) -> list[str] | None:
+        recomputed = await kit.status.recompute(person_no)
+        if recomputed is None:
+            return None
+        _ = translator("en")
+        lines = [f"{person_no}: {recomputed.stored.status.value}"]
+        lines += [
+            f"  {explain.reason_text(r, kit.rules, _, 'en')}" for r in recomputed.stored.reasons
+        ]
+        for change in await kit.status.history(person_no, limit, actor="cli"):
+            lines.append(
+                f"  {change.at:%Y-%m-%d %H:%M} {change.from_status} -> {change.to_status} "
+                f"({change.cause}, {change.actor}, rules {change.rule_version})"
+            )
+        return lines
+
+    lines = _health(show)
+    if lines is None:
+        raise click.ClickException(f"no person with number {person_no!r}")
+    for line in lines:
+        click.echo(line)
+
+
+@status_.command("recompute")
+@click.argument("person_no")
+def status_recompute(person_no: str) -> None:
+    """Recompute PERSON_NO's status from the stored reports, overrides and missed days.
+
+    Exits 1 when the stored status differs from the recomputed one.
+    """
+    result = _health(lambda kit: kit.status.recompute(person_no))
+    if result is None:
+        raise click.ClickException(f"no person with number {person_no!r}")
+    stored, computed = result.stored, result.computed
+    click.echo(f"stored:     {stored.status.value} {sorted(r.rule for r in stored.reasons)}")
+    click.echo(f"recomputed: {computed.status.value} {sorted(r.rule for r in computed.reasons)}")
+    if not result.agrees:
+        sys.exit(1)

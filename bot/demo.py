@@ -58,7 +58,7 @@ def prepare_data_dir(data_dir: Path, *, fresh: bool) -> None:
 def create_demo_app(settings: Settings, port: int) -> web.Application:
     from simulator import SimulatorConfig, create_simulator_app
 
-    app = create_app(settings)
+    app = create_app(settings, scheduler=True)  # pushes (notices, reminders) go out too
     # The chat page uses relative URLs: /sim must become /sim/.
     app.middlewares.append(web.normalize_path_middleware(append_slash=True))
     base = f"http://127.0.0.1:{port}"

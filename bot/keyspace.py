@@ -19,6 +19,9 @@ class Keyspace:
     def data(self, openid: str) -> str:
         return f"{self._root}:{openid}:data"
 
+    def profile(self, openid: str) -> str:
+        return f"{self._root}:{openid}:profile"
+
     def lock(self, openid: str) -> str:
         return f"{self._root}:{openid}:lock"
 
@@ -37,3 +40,30 @@ class Keyspace:
 
     def access_token_lock(self) -> str:
         return f"{self._root}:access_token:lock"
+
+    def scheduler_leader(self) -> str:
+        return f"{self._root}:scheduler:leader"
+
+    def outbox_paused_until(self) -> str:
+        return f"{self._root}:outbox:paused_until"
+
+    # -- access (issue 7) --------------------------------------------------------------------
+
+    def duty(self, openid: str) -> str:
+        """The place id a guard is on duty at (TTL: one shift)."""
+        return f"{self._root}:{openid}:duty"
+
+    def exit_next(self, openid: str) -> str:
+        """Set by `出`/`out`: the next scan records an exit."""
+        return f"{self._root}:{openid}:exit"
+
+    def pass_card(self, person_id: int, locale: str) -> str:
+        """The current pass code and its uploaded image's media id (TTL: the code's)."""
+        return f"{self._root}:passcard:{person_id}:{locale}"
+
+    def guard_tag(self) -> str:
+        """The id of the WeChat user tag that shows guards the VERIFY scanner."""
+        return f"{self._root}:menu:guard_tag"
+
+    def guard_tagged(self, openid: str) -> str:
+        return f"{self._root}:{openid}:guard_tagged"

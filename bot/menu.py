@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import copy
+from collections.abc import Sequence
+from typing import Any
 
+from bot.guardtags import MenuAPI, guard_tag_id
 from handlers import keywords as kw
 
-
-class MenuAPI(Protocol):
-    async def create_menu(self, menu: dict[str, Any]) -> object: ...
+__all__ = ["MenuAPI", "default_menu", "guard_menu", "sync", "validate"]
 
 
 def _click(name: str, key: str) -> dict[str, str]:
@@ -55,8 +56,42 @@ def validate(menu: dict[str, Any]) -> None:
                 raise ValueError(f"sub-button name {sub['name']!r} is over 60 bytes")
 
 
-async def sync(api: MenuAPI) -> dict[str, Any]:
+def guard_menu(tag_id: int) -> dict[str, Any]:
+    """The default menu with the VERIFY scanner one tap away, for users with the guard tag.
+
+    The scanner takes a top-level place; the top-level button it displaces moves into the
+    first group with room.
+    """
+    menu = copy.deepcopy(default_menu())
+    buttons: list[dict[str, Any]] = menu["button"]
+    scanner = {"type": "scancode_waitmsg", "name": "扫码核验", "key": kw.MENU_VERIFY}
+    if len(buttons) < 3:
+        buttons.append(scanner)
+    else:
+        index = next((i for i, b in enumerate(buttons) if not b.get("sub_button")), None)
+        group = next((b for b in buttons if b.get("sub_button") and len(b["sub_button"]) < 5), None)
+        if index is None or group is None:
+            raise ValueError("no room for the VERIFY scanner in the default menu")
+        group["sub_button"].append(buttons[index])
+        buttons[index] = scanner
+    menu["matchrule"] = {"tag_id": str(tag_id)}
+    return menu
+
+
+async def sync(api: MenuAPI, guard_openids: Sequence[str] = ()) -> dict[str, Any]:
+    """Create the default menu, the guards' conditional menu, and tag the guards given."""
     menu = default_menu()
     validate(menu)
     await api.create_menu(menu)
+    tag_id = await guard_tag_id(api, create=True)
+    assert tag_id is not None
+    conditional = guard_menu(tag_id)
+    validate(conditional)
+    current = await api.get_menu()
+    for old in current.get("conditionalmenu", []) or []:
+        if str((old.get("matchrule") or {}).get("tag_id", "")) == str(tag_id):
+            await api.delete_conditional_menu(str(old["menuid"]))
+    await api.add_conditional_menu(conditional)
+    if guard_openids:
+        await api.tag_users(tag_id, list(guard_openids))
     return menu

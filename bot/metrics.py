@@ -26,3 +26,35 @@ HANDLER_LATENCY = Histogram(
 )
 DEDUP_HITS = Counter("healthbot_dedup_hits", "Retried deliveries answered from the first one.")
 RATE_LIMITED = Counter("healthbot_rate_limited", "Messages over the per-user rate limit.")
+
+# Outbox and dispatcher (scheduler/dispatcher.py).
+from prometheus_client import Gauge  # noqa: E402
+
+OUTBOX_DEPTH = Gauge(
+    "healthbot_outbox_depth",
+    "Outbox rows by state (pending, sending, sent, failed, cancelled), as last counted.",
+    ["state"],
+    multiprocess_mode="max",
+)
+OUTBOX_SENT = Counter(
+    "healthbot_outbox_sent", "Pushes WeChat accepted, by kind and channel.", ["kind", "channel"]
+)
+OUTBOX_FAILED = Counter(
+    "healthbot_outbox_failed",
+    "Pushes given up, by kind and error code (errcode, unbound, no_template, user_block, …).",
+    ["kind", "code"],
+)
+OUTBOX_RETRIED = Counter(
+    "healthbot_outbox_retried", "Sends that will be tried again, by error code.", ["code"]
+)
+OUTBOX_LATENCY = Histogram(
+    "healthbot_outbox_dispatch_seconds",
+    "From a push falling due (not_before) to WeChat accepting it, by channel.",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600, 1800, 3600),
+)
+ACCESS_DECISIONS = Counter(
+    "healthbot_access_decisions",
+    "Guard scans and self check-ins, by method (guard|self), direction and reason ('' = pass).",
+    ["method", "direction", "reason"],
+)

@@ -6,23 +6,57 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.access import ChatAPI, access_services, chat_services
+from bot.clock import Clock, SystemClock
 from bot.keyspace import Keyspace
 from bot.kv import KV
 from bot.settings import Settings
 from campus.accounts import AccountService
 from campus.binding import BindingService
+from campus.broadcast import BroadcastService
+from campus.health.services import Words, health_rules, health_services
+from campus.notifications import Notifications, Schedule
+from campus.registry.formats import CATEGORIES
+from campus.rules import load_rules
 from campus.secrets import DataVault
 from handlers import COMMANDS
+from handlers import keywords as kw
 
 
 def build_services(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], kv: KV, keys: Keyspace
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    kv: KV,
+    keys: Keyspace,
+    clock: Clock | None = None,
+    api: ChatAPI | None = None,
 ) -> dict[str, Any]:
     vault = DataVault.from_setting(settings.data_key)
-    return {
+    rules = load_rules(settings.rules_file)  # a bad rules file stops start-up, naming the entry
+    notifications = Notifications(sessions, Schedule(rules.quiet_hours, settings.tz))
+    clock = clock or SystemClock()
+    services: dict[str, Any] = {
         "settings": settings,
         "commands": COMMANDS,
-        "accounts": AccountService(sessions, settings.default_locale),
+        "accounts": AccountService(sessions, settings.default_locale, kv, keys),
         "binding": BindingService(sessions, vault, kv, keys, settings.bind_failures_per_hour),
         "vault": vault,
+        "notifications": notifications,
+        "broadcasts": BroadcastService(sessions, notifications, clock, CATEGORIES),
     }
+    services.update(
+        access_services(settings, sessions, kv, keys, clock, vault, rules.sections, rules.source)
+    )
+    services.update(
+        health_services(
+            sessions,
+            health_rules(rules.sections, rules.source),  # checked now: a bad rule stops start-up
+            notifications,
+            clock,
+            settings.tz,
+            Words(checkin=kw.CHECKIN, ack=kw.ACK, set_status=kw.SET_STATUS),
+        )
+    )
+    if api is not None:  # uploads and user tags need the WeChat API
+        services.update(chat_services(settings, services, api, kv, keys, clock))
+    return services

@@ -39,6 +39,20 @@ class Settings(BaseSettings):
     timestamp_tolerance: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     dedup_ttl: int = Field(default=300, ge=10)
+    # Access (issue 7): how long a pass code is valid, and a guard's shift on duty.
+    pass_code_ttl: int = Field(default=600, ge=60, le=86400)
+    guard_shift_hours: float = Field(default=12, gt=0, le=24)
+
+    # Notifications (scheduler/dispatcher.py). TEMPLATE_IDS is a JSON object of push kind →
+    # WeChat template id, for users outside the 48-hour customer-service window.
+    template_ids: dict[str, str] = Field(default_factory=dict)
+    outbox_concurrency: int = Field(default=32, ge=1, le=512)
+    outbox_claim_seconds: float = Field(default=60, ge=5)
+    outbox_max_attempts: int = Field(default=12, ge=1)
+    outbox_retention_days: int = Field(default=30, ge=1)
+    # The scheduler's leader lock: a new leader takes over at most lock + lock/4 s after the
+    # old one died (renewed every lock/4 s).
+    scheduler_lock_seconds: float = Field(default=20, gt=0, le=24)
 
     @field_validator("wechat_aes_key")
     @classmethod

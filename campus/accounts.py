@@ -1,18 +1,28 @@
-"""WeChat followers and who they are: the principal behind each openid, and their language."""
+"""WeChat followers and who they are: the principal behind each openid, and their language.
+
+Every message needs its sender's principal, so it is cached in the KV store next to the
+conversation state (one read for both) and dropped whenever binding or language changes.
+Role and state changes from a registry import reach the cache within its TTL.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.keyspace import Keyspace
+from bot.kv import KV
 from storage.models import Person, WeChatAccount
 
 # last_seen_at feeds WeChat's 48-hour window; writing it on every message would make each
 # message a write, so it is refreshed at most this often (the window is then under-estimated).
-_SEEN_GRANULARITY = timedelta(minutes=10)
+SEEN_GRANULARITY = timedelta(minutes=10)
+PROFILE_TTL = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +45,74 @@ class Principal:
         return role in self.roles
 
 
+def _dump(principal: Principal, seen: datetime) -> str:
+    return json.dumps(
+        {
+            "locale": principal.locale,
+            "person_id": principal.person_id,
+            "person_no": principal.person_no,
+            "name": principal.name,
+            "category": principal.category,
+            "roles": sorted(principal.roles),
+            "unit_id": principal.unit_id,
+            "state": principal.state,
+            "seen": seen.timestamp(),
+        },
+        ensure_ascii=False,
+    )
+
+
+def _load(openid: str, raw: bytes) -> tuple[Principal, datetime] | None:
+    try:
+        data = json.loads(raw)
+        principal = Principal(
+            openid=openid,
+            locale=str(data["locale"]),
+            person_id=data["person_id"],
+            person_no=str(data["person_no"]),
+            name=str(data["name"]),
+            category=str(data["category"]),
+            roles=frozenset(data["roles"]),
+            unit_id=data["unit_id"],
+            state=str(data["state"]),
+        )
+        return principal, datetime.fromtimestamp(float(data["seen"]), UTC)
+    except (ValueError, KeyError, TypeError):
+        return None  # an unreadable entry is a cache miss
+
+
 class AccountService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], default_locale: str) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        default_locale: str,
+        kv: KV | None = None,
+        keys: Keyspace | None = None,
+    ) -> None:
         self._sessions = sessions
         self._default_locale = default_locale
+        self._kv = kv
+        self._keys = keys
 
-    async def principal(self, openid: str, now: datetime | None = None) -> Principal:
+    def profile_key(self, openid: str) -> str | None:
+        """Where the cached principal lives, so the dispatcher can read it with the state."""
+        return self._keys.profile(openid) if self._keys is not None else None
+
+    async def principal(
+        self, openid: str, now: datetime | None = None, *, cached: bytes | None = None
+    ) -> Principal:
         now = now or datetime.now(UTC)
+        if cached is not None:
+            hit = _load(openid, cached)
+            if hit is not None and now - hit[1] <= SEEN_GRANULARITY:
+                return hit[0]
+        principal = await self._from_database(openid, now)
+        key = self.profile_key(openid)
+        if self._kv is not None and key is not None:
+            await self._kv.set(key, _dump(principal, now), PROFILE_TTL)
+        return principal
+
+    async def _from_database(self, openid: str, now: datetime) -> Principal:
         stmt = (
             select(WeChatAccount, Person)
             .outerjoin(Person, Person.id == WeChatAccount.person_id)
@@ -51,10 +122,14 @@ class AccountService:
             row = (await session.execute(stmt)).first()
             if row is None:
                 session.add(WeChatAccount(openid=openid, last_seen_at=now))
-                await _commit_ignoring_race(session)
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    # Two first messages from one new follower at once: the other insert won.
+                    await session.rollback()
                 return Principal(openid=openid, locale=self._default_locale)
             account, person = row
-            if account.last_seen_at is None or now - account.last_seen_at > _SEEN_GRANULARITY:
+            if account.last_seen_at is None or now - account.last_seen_at > SEEN_GRANULARITY:
                 await session.execute(
                     update(WeChatAccount)
                     .where(WeChatAccount.openid == openid)
@@ -75,6 +150,12 @@ class AccountService:
             state=person.state,
         )
 
+    async def forget(self, openid: str) -> None:
+        """Drop the cached principal after a change to the account or its person."""
+        key = self.profile_key(openid)
+        if self._kv is not None and key is not None:
+            await self._kv.delete(key)
+
     async def set_locale(self, principal: Principal, locale: str) -> None:
         async with self._sessions.begin() as session:
             await session.execute(
@@ -86,6 +167,7 @@ class AccountService:
                 await session.execute(
                     update(Person).where(Person.id == principal.person_id).values(locale=locale)
                 )
+        await self.forget(principal.openid)
 
     async def set_subscribed(self, openid: str, subscribed: bool) -> None:
         async with self._sessions.begin() as session:
@@ -94,13 +176,3 @@ class AccountService:
                 .where(WeChatAccount.openid == openid)
                 .values(subscribed=subscribed)
             )
-
-
-async def _commit_ignoring_race(session: AsyncSession) -> None:
-    from sqlalchemy.exc import IntegrityError
-
-    try:
-        await session.commit()
-    except IntegrityError:
-        # Two first messages from one new follower at once: the other insert won.
-        await session.rollback()

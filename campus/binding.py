@@ -85,10 +85,13 @@ class BindingService:
         if await self._limited(keys):
             return BindResult(BindOutcome.LIMITED)
         try:
-            return await self._bind(openid, person_no, id_tail, keys)
+            result = await self._bind(openid, person_no, id_tail, keys)
         except IntegrityError:
             # Another account bound this person (or this account) in the same instant.
             return BindResult(BindOutcome.PERSON_TAKEN)
+        if result.outcome is BindOutcome.BOUND:
+            await self._kv.delete(self._keys.profile(openid))  # the cached principal is stale
+        return result
 
     async def _bind(
         self, openid: str, person_no: str, id_tail: str, keys: tuple[str, str]
@@ -145,4 +148,5 @@ class BindingService:
                 .where(WeChatAccount.openid == openid)
                 .values(person_id=None, bound_at=None)
             )
-            return True
+        await self._kv.delete(self._keys.profile(openid))
+        return True

@@ -9,13 +9,45 @@ from __future__ import annotations
 
 from bot.dispatch.router import Router
 from bot.i18n import N_
-from handlers import bind, help
+from handlers import bind, checkin, guard, help, notify, passcode, place, receipts, status
 from handlers import keywords as kw
 from handlers.commands import Command
 
 COMMANDS: tuple[Command, ...] = (
     Command(kw.BIND, N_("bind your campus record"), N_("<person no.> <ID last 6>"), bound=False),
+    Command(kw.CHECKIN, N_("today's health report (or: checkin 36.5)"), bound=True),
+    Command(kw.STATUS, N_("your health status, why, and the days to green"), bound=True),
+    Command(kw.CODE, N_("show your pass code"), bound=True),
     Command(kw.UNBIND, N_("release this WeChat account's binding"), bound=True),
+    Command(
+        kw.NOTIFY,
+        N_("send a notice to everyone in a unit you are responsible for"),
+        N_("<unit code> <text>"),
+        bound=True,
+        roles=frozenset({"responsible"}),
+    ),
+    Command(kw.EXIT, N_("record your next scan as an exit"), bound=True),
+    Command(
+        kw.ON_DUTY,
+        N_("go on duty at a gate or door"),
+        N_("<place code>"),
+        bound=True,
+        roles=frozenset({"guard"}),
+    ),
+    Command(kw.OFF_DUTY, N_("go off duty"), bound=True, roles=frozenset({"guard"})),
+    Command(
+        kw.ACK,
+        N_("acknowledge the health warnings sent to you"),
+        bound=True,
+        roles=frozenset({"responsible", "health_officer"}),
+    ),
+    Command(
+        kw.SET_STATUS,
+        N_("set a person's health status"),
+        N_("<person no.> <green|yellow|red> <reason>"),
+        bound=True,
+        roles=frozenset({"health_officer"}),
+    ),
     Command(kw.HELP, N_("list what you can send")),
     Command(kw.CANCEL, N_("stop the current step")),
 )
@@ -23,18 +55,37 @@ COMMANDS: tuple[Command, ...] = (
 
 def build_router() -> Router:
     r = Router()
+    # 0. WeChat's reports on our pushes (not the user's doing; see Dispatcher.handle).
+    r.add(receipts.template_finished, events=["templatesendjobfinish"])
     # 1. Anywhere, even mid-conversation.
     r.add(help.cancel, keywords=kw.CANCEL.words)
     r.add(help.show_help, keywords=kw.HELP.words, menu_keys=[kw.MENU_HELP])
     r.add(help.switch_language, keywords=[kw.ENGLISH, kw.CHINESE])
+    r.add(status.acknowledge, keywords=kw.ACK.words)  # a warning's tap, whatever the step
     # 2. Conversation steps.
     r.add(bind.got_person_no, state=bind.PERSON_NO)
     r.add(bind.got_id_tail, state=bind.ID_TAIL)
     r.add(bind.confirm_unbind, state=bind.CONFIRM_UNBIND)
+    r.add(checkin.got_temperature, state=checkin.TEMPERATURE)
+    r.add(checkin.got_symptoms, state=checkin.SYMPTOMS_STEP)
+    r.add(checkin.got_location, state=checkin.LOCATION)
+    r.add(checkin.got_region, state=checkin.REGION)
+    r.add(checkin.got_exposure, state=checkin.EXPOSURE)
     # 3. Entry points.
     r.add(bind.start, keywords=kw.BIND.words)
     r.add(bind.start_unbind, keywords=kw.UNBIND.words)
-    r.add(help.welcome, events=["subscribe"])
+    r.add(checkin.start, keywords=kw.CHECKIN.words, menu_keys=[kw.MENU_CHECKIN])
+    r.add(status.show_status, keywords=kw.STATUS.words, menu_keys=[kw.MENU_MY_STATUS])
+    r.add(status.set_status, keywords=kw.SET_STATUS.words)
+    r.add(notify.notify, keywords=kw.NOTIFY.words)
+    r.add(passcode.show_code, keywords=kw.CODE.words, menu_keys=[kw.MENU_MY_CODE])
+    r.add(guard.verify, menu_keys=[kw.MENU_VERIFY])
+    r.add(guard.on_duty, keywords=kw.ON_DUTY.words)
+    r.add(guard.off_duty, keywords=kw.OFF_DUTY.words)
+    r.add(guard.mark_exit, keywords=kw.EXIT.words)
+    # A place poster (SCAN, or subscribe with qrscene_place:…) is a self check-in; any other
+    # follow is handed to help.welcome.
+    r.add(place.scanned, events=["scan", "subscribe"])
     r.add(help.goodbye, events=["unsubscribe"])
     # 4. Anything else.
     r.add(help.fallback, fallback=True)

@@ -29,6 +29,12 @@ UNBIND = Keyword("解绑", "unbind")
 REGISTER = Keyword("登记", "register")
 HELP = Keyword("帮助", "help")
 CANCEL = Keyword("取消", "cancel")
+NOTIFY = Keyword("通知", "notify")
+ON_DUTY = Keyword("上岗", "onduty")  # guards: `上岗 <place code>`
+OFF_DUTY = Keyword("下岗", "offduty")
+EXIT = Keyword("出", "out")  # the next scan (guard's or self check-in) records an exit
+ACK = Keyword("收到", "ack")  # responsible persons acknowledge a health warning
+SET_STATUS = Keyword("设置状态", "setstatus")  # health officers: `设置状态 <no> <colour> <reason>`
 ENGLISH = "english"
 CHINESE = "中文"
 

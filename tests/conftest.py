@@ -6,7 +6,7 @@ import asyncio
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
@@ -82,6 +82,84 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
         _admin_sql(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class PrefixedKV:
+    """A real RedisKV whose keys carry a per-test prefix, so concurrent runs never collide."""
+
+    def __init__(self, inner: RedisKV, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.inner.get(self._k(key))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self.inner.get_many([self._k(k) for k in keys])
+
+    async def set(self, key: str, value: bytes | str, ttl: float, *, nx: bool = False) -> bool:
+        return await self.inner.set(self._k(key), value, ttl, nx=nx)
+
+    async def set_many(self, items: Mapping[str, bytes | str], ttl: float) -> None:
+        await self.inner.set_many({self._k(k): v for k, v in items.items()}, ttl)
+
+    async def delete(self, *keys: str) -> None:
+        await self.inner.delete(*(self._k(k) for k in keys))
+
+    async def delete_if_equals(self, key: str, value: bytes | str) -> bool:
+        return await self.inner.delete_if_equals(self._k(key), value)
+
+    async def extend_if_equals(self, key: str, value: bytes | str, ttl: float) -> bool:
+        return await self.inner.extend_if_equals(self._k(key), value, ttl)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        return await self.inner.incr(self._k(key), ttl)
+
+    async def enter(
+        self,
+        counter: str,
+        counter_ttl: float,
+        lock: str,
+        owner: str,
+        lock_ttl: float,
+        reads: Sequence[str],
+    ) -> tuple[int, bool, list[bytes | None]]:
+        return await self.inner.enter(
+            self._k(counter),
+            counter_ttl,
+            self._k(lock),
+            owner,
+            lock_ttl,
+            [self._k(k) for k in reads],
+        )
+
+    async def leave(
+        self,
+        lock: str,
+        owner: str,
+        writes: Mapping[str, bytes | str],
+        ttl: float,
+        deletes: Sequence[str],
+    ) -> None:
+        await self.inner.leave(
+            self._k(lock),
+            owner,
+            {self._k(k): v for k, v in writes.items()},
+            ttl,
+            [self._k(k) for k in deletes],
+        )
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def close(self) -> None:
+        keys = [k async for k in self.inner.redis.scan_iter(match=self.prefix + "*")]
+        if keys:
+            await self.inner.redis.delete(*keys)
+        await self.inner.close()
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KV]:
     """The KV contract runs over both implementations."""
@@ -89,7 +167,6 @@ async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KV]:
         yield MemoryKV()
         return
     url = request.getfixturevalue("redis_url")
-    store = RedisKV.from_url(url)
+    store = PrefixedKV(RedisKV.from_url(url), f"test:{secrets.token_hex(4)}:")
     yield store
-    await store.redis.flushdb()
     await store.close()

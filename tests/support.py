@@ -116,12 +116,40 @@ class FakeWeChatAPI:
 
     sent: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
+    # Access (issue 7): uploaded images, user tags and who has them.
+    uploads: list[bytes] = field(default_factory=list)
+    fail_uploads: bool = False
+    tags: dict[str, int] = field(default_factory=dict)
+    tagged: dict[int, set[str]] = field(default_factory=dict)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/cgi-bin/stable_token", self._token)
         app.router.add_post("/cgi-bin/message/custom/send", self._custom)
+        app.router.add_post("/cgi-bin/media/upload", self._upload)
+        app.router.add_get("/cgi-bin/tags/get", self._tags)
+        app.router.add_post("/cgi-bin/tags/members/batchtagging", self._tag_users)
         return app
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        if self.fail_uploads:
+            return web.json_response({"errcode": -1, "errmsg": "system error"})
+        form = await request.post()
+        media = form["media"]
+        assert not isinstance(media, str)
+        self.uploads.append(media.file.read())
+        return web.json_response({"type": "image", "media_id": f"MEDIA{len(self.uploads)}"})
+
+    async def _tags(self, request: web.Request) -> web.Response:
+        tags = [
+            {"id": i, "name": n, "count": len(self.tagged.get(i, ()))} for n, i in self.tags.items()
+        ]
+        return web.json_response({"tags": tags})
+
+    async def _tag_users(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.tagged.setdefault(int(body["tagid"]), set()).update(body["openid_list"])
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from bot.dispatch.locks import UserLocks
-from bot.dispatch.ratelimit import RateLimiter, Verdict
+from bot.dispatch.ratelimit import COUNTER_TTL, RateLimiter, Verdict
 from bot.dispatch.router import Router, split_command
-from bot.dispatch.state import StateStore
+from bot.dispatch.state import Conversation, StateStore
 from bot.i18n import translator
+from bot.kv import KV
 from bot.metrics import HANDLER_LATENCY, RATE_LIMITED
 from bot.replies import Reply, Silence, Text, as_reply
 from bot.wechat.messages import Incoming
@@ -20,12 +22,15 @@ from campus.accounts import AccountService
 log = logging.getLogger(__name__)
 
 PER_MESSAGE = ("msg", "text", "conv", "user", "_", "args")
+# Events WeChat sends about our own pushes rather than on the user's behalf.
+RECEIPTS = frozenset({"templatesendjobfinish"})
 
 
 class Dispatcher:
     def __init__(
         self,
         router: Router,
+        kv: KV,
         states: StateStore,
         locks: UserLocks,
         limiter: RateLimiter,
@@ -33,6 +38,7 @@ class Dispatcher:
         services: Mapping[str, Any],
     ) -> None:
         self._router = router
+        self._kv = kv
         self._states = states
         self._locks = locks
         self._limiter = limiter
@@ -41,37 +47,82 @@ class Dispatcher:
         router.check_dependencies([*PER_MESSAGE, *self._services])
 
     async def handle(self, msg: Incoming, budget: float) -> Reply:
-        """The reply to one message. Raises only for faults (database down, …)."""
+        """The reply to one message. Raises only for faults (database down, …).
+
+        Two round trips to the store on the common path: KV.enter counts the message, takes
+        the user's lock and reads the conversation and the cached principal; KV.leave saves
+        the conversation and releases the lock.
+        """
         started = time.perf_counter()
-        if msg.kind == "event" and msg.event in ("templatesendjobfinish", "view", "location"):
-            # Receipts and navigation: nothing to answer, and no reason to count them.
+        if msg.kind == "event" and msg.event in ("view", "location"):
+            # Navigation: nothing to answer, and no reason to count them.
             return Reply(Silence())
-        verdict = await self._limiter.check(msg.openid)
-        if verdict is not Verdict.ALLOW:
-            RATE_LIMITED.inc()
-            if verdict is Verdict.DROP:
-                return Reply(Silence())
-            user = await self._accounts.principal(msg.openid)
-            _ = translator(user.locale)
-            return Reply(Text(_("You are sending messages too fast. Please wait a minute.")))
-        async with self._locks.hold(msg.openid, timeout=budget):
-            conv = await self._states.load(msg.openid)
-            user = await self._accounts.principal(msg.openid)
-            route = self._router.match(msg, conv)
-            if route is None:
-                return Reply(Silence())
-            _, args = split_command(msg.content) if msg.kind == "text" else ("", "")
-            deps = {
-                **self._services,
-                "msg": msg,
-                "text": msg.text,
-                "conv": conv,
-                "user": user,
-                "_": translator(user.locale),
-                "args": args,
-            }
-            reply = as_reply(await self._router.call(route, deps))
-            if conv.changed:
-                await self._states.save(msg.openid, conv)
+        if msg.kind == "event" and msg.event in RECEIPTS:
+            return await self._receipt(msg)
+        openid = msg.openid
+        owner = secrets.token_hex(8)
+        profile_key = self._accounts.profile_key(openid)
+        reads = [*self._states.keys(openid), *([profile_key] if profile_key else [])]
+        lock_key = self._locks.key(openid)
+        async with self._locks.local(openid, timeout=budget):
+            count, locked, values = await self._kv.enter(
+                self._limiter.counter(openid), COUNTER_TTL, lock_key, owner, self._locks.ttl, reads
+            )
+            try:
+                verdict = self._limiter.verdict(count)
+                if verdict is not Verdict.ALLOW:
+                    if locked:
+                        await self._locks.release(openid, owner)
+                    return await self._too_fast(msg, verdict, values)
+                if not locked:  # another worker has this user: wait for it, then read again
+                    await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
+                    values = await self._kv.get_many(reads)
+                conv = self._states.parse(values[0], values[1])
+                user = await self._accounts.principal(
+                    openid, cached=values[2] if profile_key else None
+                )
+                route = self._router.match(msg, conv)
+                if route is None:
+                    await self._locks.release(openid, owner)
+                    return Reply(Silence())
+                _, args = split_command(msg.content) if msg.kind == "text" else ("", "")
+                deps = {
+                    **self._services,
+                    "msg": msg,
+                    "text": msg.text,
+                    "conv": conv,
+                    "user": user,
+                    "_": translator(user.locale),
+                    "args": args,
+                }
+                reply = as_reply(await self._router.call(route, deps))
+            except BaseException:
+                await self._locks.release(openid, owner)
+                raise
+            writes, deletes = self._states.changes(openid, conv)
+            await self._kv.leave(lock_key, owner, writes, self._states.ttl, deletes)
         HANDLER_LATENCY.labels(route.handler.__name__).observe(time.perf_counter() - started)
         return reply
+
+    async def _too_fast(self, msg: Incoming, verdict: Verdict, values: list[bytes | None]) -> Reply:
+        RATE_LIMITED.inc()
+        if verdict is Verdict.DROP:
+            return Reply(Silence())
+        cached = values[2] if len(values) > 2 else None
+        user = await self._accounts.principal(msg.openid, cached=cached)
+        _ = translator(user.locale)
+        return Reply(Text(_("You are sending messages too fast. Please wait a minute.")))
+
+    async def _receipt(self, msg: Incoming) -> Reply:
+        """WeChat's report on a push: routed, answered `success`, but not the user's doing.
+
+        No rate limit, lock or conversation, and no principal: loading one would refresh
+        last_seen_at and so open WeChat's 48-hour window that the user never opened. The
+        handler gets the services and `msg` only.
+        """
+        started = time.perf_counter()
+        route = self._router.match(msg, Conversation())
+        if route is not None:
+            await self._router.call(route, {**self._services, "msg": msg})
+            HANDLER_LATENCY.labels(route.handler.__name__).observe(time.perf_counter() - started)
+        return Reply(Silence())

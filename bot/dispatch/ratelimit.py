@@ -1,4 +1,4 @@
-"""Per-user message rate limit (fixed one-minute windows)."""
+"""Per-user message rate limit (fixed one-minute windows), counted in the first round trip."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from enum import Enum
 
 from bot.clock import Clock
 from bot.keyspace import Keyspace
-from bot.kv import KV
+
+WINDOW = 60
+COUNTER_TTL = 2 * WINDOW
 
 
 class Verdict(Enum):
@@ -16,15 +18,15 @@ class Verdict(Enum):
 
 
 class RateLimiter:
-    def __init__(self, kv: KV, keys: Keyspace, per_minute: int, clock: Clock) -> None:
-        self._kv = kv
+    def __init__(self, keys: Keyspace, per_minute: int, clock: Clock) -> None:
         self._keys = keys
         self._limit = per_minute
         self._clock = clock
 
-    async def check(self, openid: str) -> Verdict:
-        window = int(self._clock.time() // 60)
-        count = await self._kv.incr(self._keys.rate(openid, window), ttl=120)
+    def counter(self, openid: str) -> str:
+        return self._keys.rate(openid, int(self._clock.time() // WINDOW))
+
+    def verdict(self, count: int) -> Verdict:
         if count <= self._limit:
             return Verdict.ALLOW
         return Verdict.WARN if count == self._limit + 1 else Verdict.DROP

@@ -44,8 +44,12 @@ class StateStore:
         self._keys = keys
         self.ttl = ttl
 
-    async def load(self, openid: str) -> Conversation:
-        step, data = await self._kv.get_many([self._keys.state(openid), self._keys.data(openid)])
+    def keys(self, openid: str) -> list[str]:
+        """The keys a conversation lives in (read in the message's first round trip)."""
+        return [self._keys.state(openid), self._keys.data(openid)]
+
+    @staticmethod
+    def parse(step: bytes | None, data: bytes | None) -> Conversation:
         if step is None:
             return Conversation()
         try:
@@ -54,14 +58,24 @@ class StateStore:
             payload = {}  # a corrupted record restarts the flow rather than failing every message
         return Conversation(step.decode(), payload if isinstance(payload, dict) else {})
 
-    async def save(self, openid: str, conv: Conversation) -> None:
+    def changes(self, openid: str, conv: Conversation) -> tuple[dict[str, str], list[str]]:
+        """What to write and what to delete for a conversation a handler has moved."""
+        if not conv.changed:
+            return {}, []
         if conv.step is None:
-            await self._kv.delete(self._keys.state(openid), self._keys.data(openid))
-            return
-        await self._kv.set_many(
-            {
-                self._keys.state(openid): conv.step,
-                self._keys.data(openid): json.dumps(conv.data, ensure_ascii=False),
-            },
-            self.ttl,
-        )
+            return {}, self.keys(openid)
+        return {
+            self._keys.state(openid): conv.step,
+            self._keys.data(openid): json.dumps(conv.data, ensure_ascii=False),
+        }, []
+
+    async def load(self, openid: str) -> Conversation:
+        step, data = await self._kv.get_many(self.keys(openid))
+        return self.parse(step, data)
+
+    async def save(self, openid: str, conv: Conversation) -> None:
+        writes, deletes = self.changes(openid, conv)
+        if writes:
+            await self._kv.set_many(writes, self.ttl)
+        if deletes:
+            await self._kv.delete(*deletes)

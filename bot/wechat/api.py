@@ -182,8 +182,13 @@ class WeChatAPI:
         template_id: str,
         data: Mapping[str, str | Mapping[str, str]],
         url: str | None = None,
+        client_msg_id: str | None = None,
     ) -> int:
-        """Send a template message; a plain string value becomes `{"value": ...}`. Returns msgid."""
+        """Send a template message; a plain string value becomes `{"value": ...}`. Returns msgid.
+
+        `client_msg_id`: WeChat sends one message per openid + client_msg_id within 10 minutes,
+        so a retry after a lost answer does not deliver twice.
+        """
         path = "/cgi-bin/message/template/send"
         body: dict[str, Any] = {
             "touser": openid,
@@ -192,6 +197,8 @@ class WeChatAPI:
         }
         if url is not None:
             body["url"] = url
+        if client_msg_id is not None:
+            body["client_msg_id"] = client_msg_id
         result = await self._call("POST", path, json=body)
         return int(_field(result, "msgid", path))
 
@@ -265,6 +272,18 @@ class WeChatAPI:
         if not isinstance(tag, Mapping):
             raise network_error(path, "invalid_response", "answer's 'tag' is not an object")
         return int(_field(tag, "id", path))
+
+    async def get_tags(self) -> dict[str, int]:
+        """The account's user tags, name → id."""
+        path = "/cgi-bin/tags/get"
+        tags = _field(await self._call("GET", path), "tags", path)
+        if not isinstance(tags, list):
+            raise network_error(path, "invalid_response", "answer's 'tags' is not a list")
+        return {
+            str(t["name"]): int(t["id"])
+            for t in tags
+            if isinstance(t, Mapping) and "name" in t and "id" in t
+        }
 
     async def tag_users(self, tag_id: int, openids: Sequence[str]) -> None:
         for start in range(0, len(openids), TAG_BATCH):

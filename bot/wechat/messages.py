@@ -34,7 +34,9 @@ class Incoming:
     def dedup_key(self) -> str:
         if self.kind != "event" and self.msg_id:
             return f"m:{self.msg_id}"
-        return f"e:{self.openid}:{self.create_time}:{self.event}:{self.event_key}"
+        key = f"e:{self.openid}:{self.create_time}:{self.event}:{self.event_key}"
+        # Two template reports for one user in the same second differ only by MsgID.
+        return f"{key}:{self.msg_id}" if self.msg_id else key
 
     @property
     def text(self) -> str:
@@ -74,7 +76,8 @@ def parse_incoming(xml_text: str) -> Incoming:
         raise CallbackRejected(400, "missing or malformed FromUserName")
     try:
         create_time = int(_str(raw.get("CreateTime")) or 0)
-        msg_id = int(_str(raw.get("MsgId")) or 0)
+        # TEMPLATESENDJOBFINISH spells it MsgID (the id the template send returned).
+        msg_id = int(_str(raw.get("MsgId")) or _str(raw.get("MsgID")) or 0)
     except ValueError as exc:
         raise CallbackRejected(400, "malformed CreateTime or MsgId") from exc
     kind = _str(raw.get("MsgType")).lower()

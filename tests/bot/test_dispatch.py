@@ -24,24 +24,29 @@ KEYS = Keyspace("wxdispatchtest")
 
 
 class StubAccounts:
-    async def principal(self, openid: str) -> Principal:
+    def profile_key(self, openid: str) -> str | None:
+        return None
+
+    async def principal(self, openid: str, *, cached: bytes | None = None) -> Principal:
         return Principal(openid=openid, locale="en")
 
 
 def _dispatcher(kv: KV, router: Router) -> Dispatcher:
     return Dispatcher(
         router=router,
+        kv=kv,
         states=StateStore(kv, KEYS, 60),
         locks=UserLocks(kv, KEYS),
-        limiter=RateLimiter(kv, KEYS, 1000, FrozenClock()),
+        limiter=RateLimiter(KEYS, 1000, FrozenClock()),
         accounts=StubAccounts(),  # type: ignore[arg-type]
         services={},
     )
 
 
 def _text(openid: str, content: str, msg_id: int) -> Incoming:
-    return Incoming(openid=openid, account="gh", create_time=1, kind="text", msg_id=msg_id,
-                    content=content)
+    return Incoming(
+        openid=openid, account="gh", create_time=1, kind="text", msg_id=msg_id, content=content
+    )
 
 
 async def test_messages_sent_together_never_skip_a_step(kv: KV) -> None:

@@ -192,9 +192,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 class SpyKV:
     """Any KV, telling when an attempt to take the token lock was refused."""
 
-    def __init__(self, inner: KV) -> None:
+    def __init__(self, inner: KV, lock_refused: asyncio.Event | None = None) -> None:
         self.inner = inner
-        self.lock_refused = asyncio.Event()
+        self.lock_refused = lock_refused or asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -649,10 +649,12 @@ async def test_two_processes_share_the_token_through_redis(
     appid = "wxtest" + secrets.token_hex(6)  # a key prefix no other run uses
     keyspace = Keyspace(appid)
     kv_one, kv_two = RedisKV.from_url(redis_url), RedisKV.from_url(redis_url)
+    # Either process may win the lock; the other's refusal is what we wait for.
     spy = SpyKV(kv_two)
+    spy_one = SpyKV(kv_one, spy.lock_refused)
     try:
         async with aiohttp.ClientSession() as other_session:
-            first = make_tokens(session, fake.base, kv_one, appid=appid)
+            first = make_tokens(session, fake.base, spy_one, appid=appid)
             second = make_tokens(other_session, fake.base, spy, appid=appid)
             fake.token_gate = asyncio.Event()
             tasks = [asyncio.create_task(m.get()) for m in (first, second) for _ in range(5)]

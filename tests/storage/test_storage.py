@@ -67,8 +67,10 @@ async def test_two_accounts_racing_for_one_person_one_wins(engine: AsyncEngine) 
     assert set(outcomes) <= {BindOutcome.BOUND, BindOutcome.PERSON_TAKEN}
     async with sessions() as s:
         bound = (
-            await s.execute(select(WeChatAccount).where(WeChatAccount.person_id.is_not(None)))
-        ).scalars().all()
+            (await s.execute(select(WeChatAccount).where(WeChatAccount.person_id.is_not(None))))
+            .scalars()
+            .all()
+        )
     assert len(bound) == 1
 
 

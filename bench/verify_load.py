@@ -1,0 +1,131 @@
+"""Open-loop guard scans at a fixed rate: latency from the *scheduled* send time.
+
+    python bench/verify_load.py --url http://127.0.0.1:18281/wechat \
+        --tokens /tmp/verify/tokens.txt --rate 200 --duration 20 [--mode bot|echo]
+
+The same requests as bench/wrk/verify.lua (a guard of prefix obguard, scancode_waitmsg
+VERIFY, the next pass code), sent on a Poisson schedule fixed in advance whether or not
+earlier ones were answered, so a server that falls behind is charged for its queue (no
+coordinated omission). The last line is BENCH_JSON {...} for bench/run_verify.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as B
+
+PASS = "✅"
+
+
+def scan_body(openid: str, token: str, create_time: int) -> bytes:
+    return (
+        "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>"
+        f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+        f"<CreateTime>{create_time}</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[scancode_waitmsg]]></Event>"
+        "<EventKey><![CDATA[VERIFY]]></EventKey>"
+        "<ScanCodeInfo><ScanType><![CDATA[qrcode]]></ScanType>"
+        f"<ScanResult><![CDATA[{token}]]></ScanResult></ScanCodeInfo></xml>"
+    ).encode()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    return values[max(0, min(len(values) - 1, round(p / 100 * len(values) + 0.5) - 1))]
+
+
+async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
+    token = args.token or os.environ.get("HEALTHBOT_WECHAT_TOKEN", "")
+    now = int(time.time())
+    url = URL(args.url).with_query(B.signed_query(token, now, "515151"))
+    expect = "<Content><![CDATA[success]]></Content>" if args.mode == "echo" else PASS
+    total = int(args.rate * args.duration)
+    rng = random.Random(args.seed)
+    base_time = 1_500_000_000 + (now % 1000) * 1_000_000
+    latency: list[float] = []
+    counts = {"matched": 0, "other": 0, "non200": 0, "errors": 0}
+    loop = asyncio.get_running_loop()
+    headers = {"Content-Type": "text/xml; charset=utf-8"}
+
+    async def one(i: int, scheduled: float) -> None:
+        openid = B.openid("obguard", i % args.guards)
+        body = scan_body(openid, codes[(i * 7919) % len(codes)], base_time + i)
+        try:
+            async with http.post(url, data=body, headers=headers) as resp:
+                text, status = await resp.text(), resp.status
+        except Exception:
+            counts["errors"] += 1
+            return
+        latency.append(loop.time() - scheduled)
+        if status != 200:
+            counts["non200"] += 1
+        elif expect in text:
+            counts["matched"] += 1
+        else:
+            counts["other"] += 1
+
+    connector = aiohttp.TCPConnector(limit=args.connections)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        tasks = []
+        start = at = loop.time() + 0.1
+        for i in range(total):
+            at += rng.expovariate(args.rate)
+            delay = at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, at)))
+        elapsed = loop.time() - start
+        await asyncio.wait(tasks, timeout=15)
+    lat = sorted(latency)
+    return {
+        "scenario": "verify_open_loop",
+        "mode": args.mode,
+        "target_rps": args.rate,
+        "offered_rps": round(total / elapsed, 1),
+        "sent": total,
+        "answered": len(lat),
+        "p50_ms": round(percentile(lat, 50) * 1000, 3),
+        "p90_ms": round(percentile(lat, 90) * 1000, 3),
+        "p99_ms": round(percentile(lat, 99) * 1000, 3),
+        "max_ms": round(lat[-1] * 1000, 3) if lat else None,
+        **counts,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", required=True)
+    p.add_argument("--tokens", required=True, help="tokens.txt from bench/access_seed.py")
+    p.add_argument("--rate", type=float, default=200.0)
+    p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--guards", type=int, default=200)
+    p.add_argument("--mode", choices=["bot", "echo"], default="bot")
+    p.add_argument("--token", default=None)
+    p.add_argument("--connections", type=int, default=256)
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args()
+    codes = [t for t in Path(args.tokens).read_text().split() if t]
+    result = asyncio.run(run(args, codes))
+    print(
+        f"verify ({result['mode']}) at {result['target_rps']}/s: p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, matched {result['matched']}/{result['sent']}"
+    )
+    print("BENCH_JSON " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
