@@ -94,7 +94,12 @@ def create_app(
             kv=store,
             states=StateStore(store, keys, settings.conversation_ttl),
             locks=UserLocks(store, keys),
-            limiter=RateLimiter(keys, settings.rate_limit_per_minute, app[K.CLOCK]),
+            limiter=RateLimiter(
+                keys,
+                settings.rate_limit_per_minute,
+                app[K.CLOCK],
+                guard_per_minute=settings.guard_rate_limit_per_minute,
+            ),
             accounts=services["accounts"],
             services=services,
         )

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     default_locale: str = "zh_CN"
     conversation_ttl: int = Field(default=30 * 60, ge=60)
     rate_limit_per_minute: int = Field(default=30, ge=1)
+    guard_rate_limit_per_minute: int = Field(default=600, ge=1)
     bind_failures_per_hour: int = Field(default=5, ge=1)
     reply_deadline: float = Field(default=4.5, gt=0, le=4.8)
     timestamp_tolerance: int = Field(default=300, ge=1)

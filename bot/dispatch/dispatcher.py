@@ -17,7 +17,7 @@ from bot.kv import KV
 from bot.metrics import HANDLER_LATENCY, RATE_LIMITED
 from bot.replies import Reply, Silence, Text, as_reply
 from bot.wechat.messages import Incoming
-from campus.accounts import AccountService
+from campus.accounts import AccountService, Principal
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +69,26 @@ class Dispatcher:
                 self._limiter.counter(openid), COUNTER_TTL, lock_key, owner, self._locks.ttl, reads
             )
             try:
-                verdict = self._limiter.verdict(count)
-                if verdict is not Verdict.ALLOW:
-                    if locked:
-                        await self._locks.release(openid, owner)
-                    return await self._too_fast(msg, verdict, values)
+                user = None
+                if self._limiter.verdict(count) is not Verdict.ALLOW:
+                    # Over the limit: who is asking decides (guards scan all day long).
+                    user = await self._accounts.principal(
+                        openid, cached=values[2] if profile_key else None
+                    )
+                    verdict = self._limiter.verdict(count, user.roles)
+                    if verdict is not Verdict.ALLOW:
+                        if locked:
+                            await self._locks.release(openid, owner)
+                        return self._too_fast(verdict, user)
                 if not locked:  # another worker has this user: wait for it, then read again
                     await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
                     values = await self._kv.get_many(reads)
+                    user = None
                 conv = self._states.parse(values[0], values[1])
-                user = await self._accounts.principal(
-                    openid, cached=values[2] if profile_key else None
-                )
+                if user is None:
+                    user = await self._accounts.principal(
+                        openid, cached=values[2] if profile_key else None
+                    )
                 route = self._router.match(msg, conv)
                 if route is None:
                     await self._locks.release(openid, owner)
@@ -104,12 +112,10 @@ class Dispatcher:
         HANDLER_LATENCY.labels(route.handler.__name__).observe(time.perf_counter() - started)
         return reply
 
-    async def _too_fast(self, msg: Incoming, verdict: Verdict, values: list[bytes | None]) -> Reply:
+    def _too_fast(self, verdict: Verdict, user: Principal) -> Reply:
         RATE_LIMITED.inc()
         if verdict is Verdict.DROP:
             return Reply(Silence())
-        cached = values[2] if len(values) > 2 else None
-        user = await self._accounts.principal(msg.openid, cached=cached)
         _ = translator(user.locale)
         return Reply(Text(_("You are sending messages too fast. Please wait a minute.")))
 

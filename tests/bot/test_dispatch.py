@@ -172,3 +172,19 @@ async def test_rate_limit_answers_politely_once(make_bot: MakeBot) -> None:
     clock.advance(60)
     assert "没有看懂" in await wechat.say("o_fast", "hi again")
     assert "没有看懂" in await wechat.say("o_other", "hi")  # per user
+
+
+async def test_guards_get_a_higher_rate_limit(make_bot: MakeBot) -> None:
+    from sqlalchemy import update
+
+    from storage.models import Person
+    from tests.support import id_tail
+
+    clock = FrozenClock(1_800_000_000)
+    wechat = await make_bot(clock=clock, rate_limit_per_minute=3, guard_rate_limit_per_minute=6)
+    async with wechat.client.app[K.SESSIONS].begin() as s:
+        await s.execute(update(Person).where(Person.person_no == "T001").values(roles="guard"))
+    await wechat.say("o_guard", f"bind T001 {id_tail('T001')}")  # 1
+    replies = [await wechat.say("o_guard", "help") for _ in range(6)]  # 2..7
+    assert all("You can send" in r for r in replies[:5])
+    assert "too fast" in replies[5]
