@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -66,12 +67,21 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
             + "; ".join(problems)
             + " (set them, or HEALTHBOT_ALLOW_INSECURE_DEFAULTS=1 for a local trial)"
         )
-    web.run_app(
-        create_app(settings, scheduler=not no_scheduler),
-        host=host,
-        port=port,
-        print=_announce(host, port),
-    )
+    app = create_app(settings, scheduler=not no_scheduler)
+    app.on_startup.append(_settle_memory)
+    web.run_app(app, host=host, port=port, print=_announce(host, port))
+
+
+async def _settle_memory(app: web.Application) -> None:
+    """Keep the garbage collector's pauses out of the reply latency.
+
+    Everything loaded at start-up (modules, catalogs, rules, keys) lives as long as the
+    process: freezing it keeps full collections from walking it again and again, and a
+    larger first generation makes collections rarer under a steady stream of messages.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _announce(host: str, port: int) -> Callable[[str], None]:

@@ -80,7 +80,15 @@ class Callback:
             msg = parse_incoming(xml)
         except CallbackRejected as exc:
             return self._reject(exc)
-        plain = await self._answer(msg, deadline)
+        try:
+            plain = await self._answer(msg, deadline)
+        except Exception:
+            # The shared store itself failed (Redis down, pool exhausted): the user still gets
+            # a polite answer, never a 500, and WeChat's retry will try again.
+            CALLBACK_REQUESTS.labels("error").inc()
+            log.exception("could not process a %s message", msg.kind)
+            sorry = self._sorry(msg, busy=False).first
+            plain = render(sorry, openid=msg.openid, account=msg.account)
         if safe and self._cipher is not None:
             return _xml(encrypt_reply(plain, self._cipher, self._config.token))
         return _xml(plain)

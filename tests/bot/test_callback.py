@@ -216,3 +216,16 @@ async def test_healthz_reports_a_dead_database(make_bot: MakeBot) -> None:
     assert (await resp.json())["database"] == "down"
     # Messages meanwhile get a polite reply, not a 500.
     assert "稍后" in await wechat.say("o_x", "hello")
+
+
+async def test_a_broken_state_store_gets_a_polite_reply_not_a_500(make_bot: MakeBot) -> None:
+    from bot.kv import MemoryKV
+
+    class BrokenKV(MemoryKV):
+        async def set(self, *args: object, **kwargs: object) -> bool:
+            raise ConnectionError("store is down")
+
+    wechat = await make_bot(kv=BrokenKV(), seed=False)
+    status, body = await wechat.post(text_xml("o_x", "hello"))
+    assert status == 200
+    assert "稍后" in body
