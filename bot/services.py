@@ -16,11 +16,14 @@ from campus.binding import BindingService
 from campus.broadcast import BroadcastService
 from campus.health.services import Words, health_rules, health_services
 from campus.notifications import Notifications, Schedule
+from campus.registration import RegistrationService
+from campus.registration import Words as RegistrationWords
 from campus.registry.formats import CATEGORIES
 from campus.rules import load_rules
 from campus.secrets import DataVault
 from handlers import COMMANDS
 from handlers import keywords as kw
+from handlers.decisions import CATEGORY_NAMES
 
 
 def build_services(
@@ -43,6 +46,14 @@ def build_services(
         "vault": vault,
         "notifications": notifications,
         "broadcasts": BroadcastService(sessions, notifications, clock, CATEGORIES),
+        "registration": RegistrationService(
+            sessions,
+            vault,
+            notifications,
+            clock,
+            settings.tz,
+            RegistrationWords(kw.APPROVE_REG.text, kw.REJECT_REG.text, CATEGORY_NAMES),
+        ),
     }
     services.update(
         access_services(settings, sessions, kv, keys, clock, vault, rules.sections, rules.source)

@@ -9,12 +9,39 @@ from __future__ import annotations
 
 from bot.dispatch.router import Router
 from bot.i18n import N_
-from handlers import bind, checkin, guard, help, notify, passcode, place, receipts, status
+from handlers import (
+    bind,
+    checkin,
+    guard,
+    help,
+    my_unit,
+    notify,
+    passcode,
+    place,
+    receipts,
+    register,
+    status,
+)
 from handlers import keywords as kw
 from handlers.commands import Command
 
 COMMANDS: tuple[Command, ...] = (
     Command(kw.BIND, N_("bind your campus record"), N_("<person no.> <ID last 6>"), bound=False),
+    Command(kw.REGISTER, N_("register as a temporary person (with a host)"), bound=False),
+    Command(
+        kw.APPROVE_REG,
+        N_("approve a registration you host"),
+        N_("<registration no.>"),
+        bound=True,
+        roles=frozenset({"responsible"}),
+    ),
+    Command(
+        kw.REJECT_REG,
+        N_("reject a registration you host"),
+        N_("<registration no.>"),
+        bound=True,
+        roles=frozenset({"responsible"}),
+    ),
     Command(kw.CHECKIN, N_("today's health report (or: checkin 36.5)"), bound=True),
     Command(kw.STATUS, N_("your health status, why, and the days to green"), bound=True),
     Command(kw.CODE, N_("show your pass code"), bound=True),
@@ -23,6 +50,12 @@ COMMANDS: tuple[Command, ...] = (
         kw.NOTIFY,
         N_("send a notice to everyone in a unit you are responsible for"),
         N_("<unit code> <text>"),
+        bound=True,
+        roles=frozenset({"responsible"}),
+    ),
+    Command(
+        kw.MY_UNIT,
+        N_("your units: people by category, bound, registrations waiting"),
         bound=True,
         roles=frozenset({"responsible"}),
     ),
@@ -66,6 +99,13 @@ def build_router() -> Router:
     r.add(bind.got_person_no, state=bind.PERSON_NO)
     r.add(bind.got_id_tail, state=bind.ID_TAIL)
     r.add(bind.confirm_unbind, state=bind.CONFIRM_UNBIND)
+    r.add(register.got_name, state=register.NAME)
+    r.add(register.got_id_number, state=register.ID_NUMBER)
+    r.add(register.got_phone, state=register.PHONE)
+    r.add(register.got_category, state=register.CATEGORY)
+    r.add(register.got_host, state=register.HOST)
+    r.add(register.got_place, state=register.PLACE)
+    r.add(register.got_days, state=register.DAYS)
     r.add(checkin.got_temperature, state=checkin.TEMPERATURE)
     r.add(checkin.got_symptoms, state=checkin.SYMPTOMS_STEP)
     r.add(checkin.got_location, state=checkin.LOCATION)
@@ -74,10 +114,14 @@ def build_router() -> Router:
     # 3. Entry points.
     r.add(bind.start, keywords=kw.BIND.words)
     r.add(bind.start_unbind, keywords=kw.UNBIND.words)
+    r.add(register.start, keywords=kw.REGISTER.words)
+    r.add(register.approve, keywords=kw.APPROVE_REG.words)
+    r.add(register.reject, keywords=kw.REJECT_REG.words)
     r.add(checkin.start, keywords=kw.CHECKIN.words, menu_keys=[kw.MENU_CHECKIN])
     r.add(status.show_status, keywords=kw.STATUS.words, menu_keys=[kw.MENU_MY_STATUS])
     r.add(status.set_status, keywords=kw.SET_STATUS.words)
     r.add(notify.notify, keywords=kw.NOTIFY.words)
+    r.add(my_unit.my_unit, keywords=[*kw.MY_UNIT.words, "my unit"])
     r.add(passcode.show_code, keywords=kw.CODE.words, menu_keys=[kw.MENU_MY_CODE])
     r.add(guard.verify, menu_keys=[kw.MENU_VERIFY])
     r.add(guard.on_duty, keywords=kw.ON_DUTY.words)

@@ -35,6 +35,11 @@ OFF_DUTY = Keyword("下岗", "offduty")
 EXIT = Keyword("出", "out")  # the next scan (guard's or self check-in) records an exit
 ACK = Keyword("收到", "ack")  # responsible persons acknowledge a health warning
 SET_STATUS = Keyword("设置状态", "setstatus")  # health officers: `设置状态 <no> <colour> <reason>`
+APPROVE_REG = Keyword("同意登记", "approve")  # hosts: `同意登记 <registration id>`
+REJECT_REG = Keyword("驳回登记", "reject")
+MY_UNIT = Keyword(
+    "我的单位", "myunit"
+)  # "my unit" (two words) is routed too  # responsible persons: their units at a glance
 ENGLISH = "english"
 CHINESE = "中文"
 

@@ -22,6 +22,7 @@ from bot.keyspace import Keyspace
 from bot.kv import KV
 from bot.settings import Settings
 from campus.notifications import Notifications
+from campus.registration import expire_and_remind
 from campus.rules import Rules
 from scheduler import health
 from storage import outbox
@@ -84,6 +85,15 @@ async def outbox_housekeeping(ctx: JobContext) -> str:
     )
 
 
+async def registration_expiry(ctx: JobContext) -> str:
+    """Remind temporary persons and their hosts 3 days ahead; expire those past valid_until."""
+    now = ctx.now()
+    reminded, expired = await expire_and_remind(
+        ctx.sessions, ctx.notifications, now.astimezone(ctx.settings.tz).date(), now
+    )
+    return f"{reminded} reminders queued, {expired} registrations expired"
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -116,6 +126,11 @@ JOBS: dict[str, Job] = {
             "health_escalate",
             health.health_escalate,
             "pass unacknowledged health warnings one unit up",
+        ),
+        Job(
+            "registration_expiry",
+            registration_expiry,
+            "remind temporary persons and hosts 3 days ahead; expire those past valid_until",
         ),
     )
 }

@@ -42,6 +42,7 @@ class Route:
 
     handler: Handler
     keywords: frozenset[str] = frozenset()
+    phrases: frozenset[str] = frozenset()  # keywords of several words, e.g. "my unit"
     menu_keys: frozenset[str] = frozenset()
     events: frozenset[str] = frozenset()
     state: str | None = None
@@ -61,6 +62,10 @@ class Route:
             return conv.step == self.state
         if self.keywords and msg.kind == "text" and command in self.keywords:
             return True
+        if self.phrases and msg.kind == "text":
+            text = " ".join(msg.text.casefold().split())
+            if any(text == p or text.startswith(p + " ") for p in self.phrases):
+                return True
         if self.menu_keys and msg.kind == "event" and msg.event_key in self.menu_keys:
             return msg.event in ("click", "scancode_waitmsg", "scancode_push")
         if self.events and msg.kind == "event" and msg.event in self.events:
@@ -83,10 +88,12 @@ class Router:
         fallback: bool = False,
     ) -> None:
         params = tuple(inspect.signature(handler).parameters)
+        words = [k.casefold() for k in keywords]
         self.routes.append(
             Route(
                 handler=handler,
-                keywords=frozenset(k.casefold() for k in keywords),
+                keywords=frozenset(w for w in words if " " not in w),
+                phrases=frozenset(w for w in words if " " in w),
                 menu_keys=frozenset(menu_keys),
                 events=frozenset(e.lower() for e in events),
                 state=state,
