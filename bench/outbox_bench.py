@@ -387,8 +387,8 @@ def report(args: argparse.Namespace, runs: list[Run]) -> str:
     lines = [
         f"{args.persons:,} persons, {db}, Redis {'on' if args.redis_url else 'off'}, "
         f"{args.latency_ms} ms added per API call, concurrency {args.concurrency}, "
-        f"channel: {channel}, claim {args.claim_seconds:g} s; load average before: "
-        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs",
+        f"channel: {channel}, claim {args.claim_seconds:g} s; load average at the start: "
+        f"{args.load_before:.2f}, at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs",
         "",
         "| run | enqueue | drain | pushes/s | dispatcher peak RSS | RSS first→last sample "
         "| delivered (users) | delivered twice | WeChat calls | CPU ms/push: dispatcher, "
@@ -436,6 +436,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0)
     parser.add_argument("--only", choices=["clean", "sigkill"], default=None)
     args = parser.parse_args()
+    args.load_before = os.getloadavg()[0]
 
     results = HERE / "results"
     results.mkdir(exist_ok=True)

@@ -171,10 +171,11 @@ class Notifications:
             OUTBOX_FAILED.labels(kind=kind, code=reason).inc()
         return True
 
-    async def depth(self) -> dict[str, int]:
-        """Rows by state; also sets the outbox depth gauge."""
+    async def depth(self, *, backlog_only: bool = False) -> dict[str, int]:
+        """Rows by state (or only pending and sending); also sets the outbox depth gauge."""
+        states = (outbox.PENDING, outbox.SENDING) if backlog_only else outbox.STATES
         async with self._sessions() as session:
-            counts = await outbox.depth(session)
+            counts = await outbox.depth(session, states)
         for state, n in counts.items():
             OUTBOX_DEPTH.labels(state=state).set(n)
         return counts

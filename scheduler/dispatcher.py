@@ -182,13 +182,17 @@ class OutboxDispatcher:
             await self._shutdown(workers)
 
     async def _feed(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             try:
                 delay = await self._feed_once()
+                failures = 0
             except Exception:
-                # The database or Redis is down: keep the loop alive and try again.
-                log.exception("outbox dispatcher: claiming failed; retrying")
-                delay = max(self.config.poll_interval, 1.0)
+                # The database or Redis is down: keep the loop alive, try again less often.
+                failures += 1
+                delay = min(30.0, max(self.config.poll_interval, 1.0) * 2 ** (failures - 1))
+                if failures == 1 or failures % 10 == 0:
+                    log.exception("outbox dispatcher: claiming failed (%d× in a row)", failures)
             if delay:
                 await self._idle(delay)
 
@@ -298,7 +302,9 @@ class OutboxDispatcher:
             await self.reclaim_expired()
         if mono - self._last_depth >= self.config.depth_interval:
             self._last_depth = mono
-            await self._notifications.depth()
+            # The backlog only: counting every sent row of the retention period each few
+            # seconds in every process would cost more than it tells (housekeeping does it).
+            await self._notifications.depth(backlog_only=True)
 
     # -- pausing -----------------------------------------------------------------------------
 

@@ -351,15 +351,16 @@ async def test_the_running_dispatcher_drains_and_counts_depth(rig: Rig) -> None:
     dispatcher.start()
     try:
         await _wait_for(lambda: rig.sim.calls[CUSTOM] == 3)
-        rig.advance(dispatcher.config.depth_interval)  # the depth is counted every 15 s
-        await _wait_for(lambda: _sample("healthbot_outbox_depth", state="sent") == 3)
-        assert _sample("healthbot_outbox_depth", state="pending") == 0
+        assert _sample("healthbot_outbox_depth", state="pending") == 3  # counted at the start
+        rig.advance(dispatcher.config.depth_interval)  # the backlog is counted every 15 s
+        await _wait_for(lambda: _sample("healthbot_outbox_depth", state="pending") == 0)
     finally:
         await dispatcher.stop()
     async with rig.sessions() as s:
         states = (await s.execute(select(OutboxMessage.state))).scalars().all()
     assert states == ["sent"] * 3
-    assert (await rig.notifications.depth())["sent"] == 3
+    assert (await rig.notifications.depth())["sent"] == 3  # all states: housekeeping's count
+    assert _sample("healthbot_outbox_depth", state="sent") == 3
 
 
 async def test_template_reports_update_the_row(rig: Rig) -> None:
