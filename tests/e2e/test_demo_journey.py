@@ -68,8 +68,11 @@ async def test_student_binds_and_taps_an_option(
 async def _as(page: Any, person_no: str) -> None:
     """Switch the page to a persona (the desktop layout lists everyone beside the chat)."""
     await page.locator(".person", has_text=person_no).first.click()
+    # The persona's line and its input bar (or menu) render together once it has loaded.
+    await page.locator("#whoami", has_text=person_no).wait_for(timeout=10_000)
     if await page.locator("#to-keyboard").is_visible():
         await page.click("#to-keyboard")
+    await page.locator("#text").wait_for(state="visible", timeout=10_000)
 
 
 async def test_check_in_status_and_a_warning_reaching_the_counsellor(
