@@ -232,6 +232,32 @@ def db_upgrade(revision: str) -> None:
     click.echo("database is up to date")
 
 
+@main.group()
+def stats() -> None:
+    """Figures for a terminal."""
+
+
+@stats.command("registry")
+def stats_registry() -> None:
+    """Coverage per grid and per unit: houses registered, persons registered and bound."""
+    from campus.registry import coverage
+    from storage.engine import create_engine, session_factory
+
+    settings = _settings()
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            sessions = session_factory(engine)
+            return coverage.render(
+                await coverage.grid_coverage(sessions), await coverage.unit_coverage(sessions)
+            )
+        finally:
+            await engine.dispose()
+
+    click.echo(asyncio.run(run()))
+
+
 @main.command("import")
 @click.argument("kind", type=click.Choice(["units", "persons", "places", "batches", "menus"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
