@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +190,3 @@ def id_tail(person_no: str) -> str:
         "S002": resident_id("11010520000202456")[-6:],
         "T001": resident_id("42010119800303789")[-6:],
     }[person_no]
-
-
-async def noop() -> AsyncIterator[None]:
-    yield
