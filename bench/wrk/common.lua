@@ -126,6 +126,47 @@ function M.expectation(st, bot_text, sent_content)
   return bot_text
 end
 
+-- Counts one response into this thread's globals (read back by M.done): the first label in
+-- `expected` (label → text) whose text the body contains, else "other" or "non200".
+function M.count(status, body, expected)
+  n_responses = (n_responses or 0) + 1
+  if status ~= 200 then
+    n_non200 = (n_non200 or 0) + 1
+    sample_other = sample_other or (status .. " " .. body:sub(1, 2000))
+    return
+  end
+  for _, pair in ipairs(expected) do
+    if body:find(pair[2], 1, true) then
+      _G["n_" .. pair[1]] = (_G["n_" .. pair[1]] or 0) + 1
+      return
+    end
+  end
+  n_other = (n_other or 0) + 1
+  sample_other = sample_other or (status .. " " .. body:sub(1, 2000))
+end
+
+-- A scenario where every request is one text message from the next user in turn: installs
+-- wrk's setup/init/request/response/done for it.
+function M.one_message(scenario, label, content, bot_text)
+  local st, expected
+  setup = M.setup
+  function init(args)
+    st = M.thread_state(args, tid)
+    expected = { { label, M.expectation(st, bot_text, content) } }
+  end
+  function request()
+    local users = st.users
+    local openid = users[st.counter % #users + 1]
+    return wrk.format("POST", st.path, st.headers, M.body(st, openid, content))
+  end
+  function response(status, headers, body)
+    M.count(status, body, expected)
+  end
+  function done(summary, latency, requests)
+    M.done(scenario, { label }, summary, latency, requests)
+  end
+end
+
 -- setup()/done() run in wrk's main Lua state; they collect the per-thread counters.
 local threads = {}
 

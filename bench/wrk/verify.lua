@@ -52,16 +52,7 @@ function request()
 end
 
 function response(status, headers, body)
-  n_responses = n_responses + 1
-  if status ~= 200 then
-    n_non200 = n_non200 + 1
-    if not sample_other then sample_other = status .. " " .. body:sub(1, 2000) end
-  elseif body:find(expect, 1, true) then
-    n_pass = n_pass + 1
-  else
-    n_other = n_other + 1
-    if not sample_other then sample_other = status .. " " .. body:sub(1, 2000) end
-  end
+  common.count(status, body, { { "pass", expect } })
 end
 
 function done(summary, latency, requests)
