@@ -1,7 +1,9 @@
-"""Translations: gettext catalogs in locales/<lang>/LC_MESSAGES/messages.po, loaded with Babel.
+"""Translations: gettext catalogs in locales/<lang>/LC_MESSAGES/*.po, loaded with Babel.
 
-The .po files are compiled in memory at start-up when no .mo is present, so a checkout runs
-without a build step; the Docker image compiles them ahead of time.
+`messages.po` holds most messages; a feature may keep its own catalog beside it
+(`returns.po`, `meals.po`, …), merged into one at load. The .po files are compiled in memory at
+start-up when no .mo is present, so a checkout runs without a build step; the Docker image
+compiles them ahead of time (one `messages.mo` per locale, from all the catalogs).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
@@ -39,12 +42,36 @@ def _translations(locale: str) -> Translations:
     if mo.exists():
         with mo.open("rb") as fp:
             return Translations(fp, domain=DOMAIN)
-    with (folder / f"{DOMAIN}.po").open("rb") as fp:
-        catalog = read_po(fp, locale=locale)
+    catalog = read_catalog(locale)
     buf = io.BytesIO()
     write_mo(buf, catalog)
     buf.seek(0)
     return Translations(buf, domain=DOMAIN)
+
+
+def catalog_files(locale: str) -> list[Path]:
+    """The locale's .po files: messages.po first, then the features' catalogs by name."""
+    folder = LOCALE_DIR / locale / "LC_MESSAGES"
+    main = folder / f"{DOMAIN}.po"
+    return [main, *sorted(p for p in folder.glob("*.po") if p != main)]
+
+
+def read_catalog(locale: str) -> Catalog:
+    """All of a locale's catalogs merged into one (defined twice: the first translated wins)."""
+    merged: Catalog | None = None
+    for path in catalog_files(locale):
+        with path.open("rb") as fp:
+            catalog = read_po(fp, locale=locale)
+        if merged is None:
+            merged = catalog
+            continue
+        for message in catalog:
+            known = merged.get(message.id) if message.id else None
+            if message.id and (known is None or not known.string):
+                merged[message.id] = message
+    if merged is None:
+        raise FileNotFoundError(f"no catalog for {locale}")
+    return merged
 
 
 class Translator:

@@ -398,3 +398,8 @@ class HealthWarningRecipient(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), primary_key=True, index=True)
     level: Mapped[int] = mapped_column(Integer, default=0)
     notified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The features' own tables live in their modules; importing them here puts them in
+# Base.metadata, which the migrations and their test compare against.
+from storage import models_meals, models_returns, models_tracing  # noqa: E402, F401

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 
-from bot.i18n import LOCALE_DIR, LOCALES, translator
+from bot.i18n import LOCALES, read_catalog, translator
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = re.compile(r"\{(\w*)\}")
@@ -34,8 +33,7 @@ def test_the_code_has_messages() -> None:
 
 @pytest.mark.parametrize("locale", LOCALES)
 def test_every_message_is_translated(locale: str) -> None:
-    with (LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po").open("rb") as fp:
-        catalog = read_po(fp, locale=locale)
+    catalog = read_catalog(locale)
     missing = []
     for msgid in sorted(_code_messages()):
         entry = catalog.get(msgid)

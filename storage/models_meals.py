@@ -1,0 +1,3 @@
+"""Meals tables (see storage/models.py for the shared base and the core tables)."""
+
+from __future__ import annotations
