@@ -9,9 +9,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import BlockingConnectionPool, Redis
+
+from bot.resp import Arg, RespClient, Script
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """One key written with its own ttl in a message's round trip (the dedup marker)."""
+
+    key: str
+    value: bytes | str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    count: int
+    locked: bool
+    values: list[bytes | None]
+    duplicate: bytes | None = None  # the claim was taken already: its value
 
 
 class KV(Protocol):
@@ -43,11 +63,14 @@ class KV(Protocol):
         owner: str,
         lock_ttl: float,
         reads: Sequence[str],
-    ) -> tuple[int, bool, list[bytes | None]]:
-        """A message's first round trip: count it, try its lock, and read its keys.
+        claim: Stamp | None = None,
+    ) -> Entry:
+        """A message's first round trip: claim it, count it, try its lock, read its keys.
 
-        Returns the count, whether the lock was taken, and the values of `reads` (read
-        whether or not the lock was taken; only trust them when it was).
+        With `claim`, the claim key is set first, only if absent; when it is already there
+        (a retry of a message seen before) nothing else happens and `Entry.duplicate` holds
+        the claim's value. Otherwise: the count, whether the lock was taken, and the values of
+        `reads` (read whether or not the lock was taken; only trust them when it was).
         """
 
     async def leave(
@@ -57,8 +80,10 @@ class KV(Protocol):
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
+        stamp: Stamp | None = None,
     ) -> None:
-        """A message's last round trip: write and delete its keys, then release its lock."""
+        """A message's last round trip: write `stamp` (with its own ttl), write and delete
+        its keys, then release its lock."""
 
     async def ping(self) -> bool: ...
 
@@ -71,10 +96,6 @@ def _b(value: bytes | str) -> bytes:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-def _bytes(value: bytes | str | None) -> bytes | None:
-    return value if value is None or isinstance(value, bytes) else value.encode()
 
 
 class MemoryKV:
@@ -154,10 +175,13 @@ class MemoryKV:
         owner: str,
         lock_ttl: float,
         reads: Sequence[str],
-    ) -> tuple[int, bool, list[bytes | None]]:
+        claim: Stamp | None = None,
+    ) -> Entry:
+        if claim is not None and not await self.set(claim.key, claim.value, claim.ttl, nx=True):
+            return Entry(0, False, [], duplicate=self._live(claim.key))
         count = await self.incr(counter, counter_ttl)
         locked = await self.set(lock, owner, lock_ttl, nx=True)
-        return count, locked, await self.get_many(reads)
+        return Entry(count, locked, await self.get_many(reads))
 
     async def leave(
         self,
@@ -166,7 +190,10 @@ class MemoryKV:
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
+        stamp: Stamp | None = None,
     ) -> None:
+        if stamp is not None:
+            await self.set(stamp.key, stamp.value, stamp.ttl)
         if writes:
             await self.set_many(writes, ttl)
         await self.delete(*deletes)
@@ -200,79 +227,103 @@ return n
 """
 
 
-# KEYS: counter, lock, reads…  ARGV: counter ttl ms, owner, lock ttl ms
+# KEYS: counter, lock, [claim], reads…
+# ARGV: counter ttl ms, owner, lock ttl ms, has claim (0|1), [claim value, claim ttl ms]
 _ENTER = """
+local first = 3
+if ARGV[4] == '1' then
+  first = 4
+  if not redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[6]) then
+    return {0, 0, {}, redis.call('GET', KEYS[3])}
+  end
+end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local locked = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) and 1 or 0
 local values = {}
-if #KEYS > 2 then values = redis.call('MGET', unpack(KEYS, 3)) end
+if #KEYS >= first then values = redis.call('MGET', unpack(KEYS, first)) end
 return {n, locked, values}
 """
 
-# KEYS: lock, written keys…, deleted keys…  ARGV: owner, ttl ms, number written, values…
+# KEYS: lock, written keys…, deleted keys…, [stamp]
+# ARGV: owner, ttl ms, number written, has stamp (0|1), values…, [stamp value, stamp ttl ms]
 _LEAVE = """
 local written = tonumber(ARGV[3])
-for i = 1, written do
-  redis.call('SET', KEYS[1 + i], ARGV[3 + i], 'PX', ARGV[2])
+local last = #KEYS
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[last], ARGV[5 + written], 'PX', ARGV[6 + written])
+  last = last - 1
 end
-for i = 2 + written, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 1, written do
+  redis.call('SET', KEYS[1 + i], ARGV[4 + i], 'PX', ARGV[2])
+end
+for i = 2 + written, last do redis.call('DEL', KEYS[i]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
 
+_SET_MANY = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1 + i], 'PX', ARGV[1]) end
+return 1
+"""
+
+
 class RedisKV:
-    def __init__(self, redis: Redis) -> None:
+    """The contract over Redis: the message path through the lean pipelined client
+    (bot/resp.py); `redis` is a redis-py client for administration and tests."""
+
+    def __init__(self, redis: Redis, resp: RespClient) -> None:
         self.redis = redis
-        self._delete_if_equals = redis.register_script(_DELETE_IF_EQUALS)
-        self._extend_if_equals = redis.register_script(_EXTEND_IF_EQUALS)
-        self._incr = redis.register_script(_INCR_WITH_TTL)
-        self._enter = redis.register_script(_ENTER)
-        self._leave = redis.register_script(_LEAVE)
+        self.resp = resp
+        self._delete_if_equals = Script(_DELETE_IF_EQUALS)
+        self._extend_if_equals = Script(_EXTEND_IF_EQUALS)
+        self._incr = Script(_INCR_WITH_TTL)
+        self._enter = Script(_ENTER)
+        self._leave = Script(_LEAVE)
+        self._set_many = Script(_SET_MANY)
 
     @classmethod
     def from_url(cls, url: str) -> RedisKV:
         # A blocking pool: under a burst, requests wait for a connection instead of failing.
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=3
+            url, max_connections=16, timeout=5, socket_timeout=5, socket_connect_timeout=3
         )
-        return cls(Redis.from_pool(pool))
+        return cls(Redis.from_pool(pool), RespClient(url))
 
     async def get(self, key: str) -> bytes | None:
-        value = await self.redis.get(key)
-        return value if value is None or isinstance(value, bytes) else value.encode()
+        value: bytes | None = await self.resp.execute("GET", key)
+        return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self.redis.mget(list(keys))
-        return [v if v is None or isinstance(v, bytes) else v.encode() for v in values]
+        values: list[bytes | None] = await self.resp.execute("MGET", *keys)
+        return values
 
     async def set(self, key: str, value: bytes | str, ttl: float, *, nx: bool = False) -> bool:
-        done = await self.redis.set(key, value, px=max(1, int(ttl * 1000)), nx=nx)
-        return bool(done)
+        if nx:
+            done = await self.resp.execute("SET", key, value, "PX", _ms(ttl), "NX")
+        else:
+            done = await self.resp.execute("SET", key, value, "PX", _ms(ttl))
+        return done is not None
 
     async def set_many(self, items: Mapping[str, bytes | str], ttl: float) -> None:
-        px = max(1, int(ttl * 1000))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for key, value in items.items():
-                pipe.set(key, value, px=px)
-            await pipe.execute()
+        if items:
+            await self.resp.run(self._set_many, [*items], [_ms(ttl), *items.values()])
 
     async def delete(self, *keys: str) -> None:
         if keys:
-            await self.redis.delete(*keys)
+            await self.resp.execute("DEL", *keys)
 
     async def delete_if_equals(self, key: str, value: bytes | str) -> bool:
-        return bool(await self._delete_if_equals(keys=[key], args=[value]))
+        return bool(await self.resp.run(self._delete_if_equals, [key], [value]))
 
     async def extend_if_equals(self, key: str, value: bytes | str, ttl: float) -> bool:
-        px = max(1, int(ttl * 1000))
-        return bool(await self._extend_if_equals(keys=[key], args=[value, px]))
+        return bool(await self.resp.run(self._extend_if_equals, [key], [value, _ms(ttl)]))
 
     async def incr(self, key: str, ttl: float) -> int:
-        return int(await self._incr(keys=[key], args=[max(1, int(ttl * 1000))]))
+        return int(await self.resp.run(self._incr, [key], [_ms(ttl)]))
 
     async def enter(
         self,
@@ -282,11 +333,19 @@ class RedisKV:
         owner: str,
         lock_ttl: float,
         reads: Sequence[str],
-    ) -> tuple[int, bool, list[bytes | None]]:
-        count, locked, values = await self._enter(
-            keys=[counter, lock, *reads], args=[_ms(counter_ttl), owner, _ms(lock_ttl)]
-        )
-        return int(count), bool(locked), [_bytes(v) for v in values]
+        claim: Stamp | None = None,
+    ) -> Entry:
+        if claim is None:
+            keys = [counter, lock, *reads]
+            args: list[Arg] = [_ms(counter_ttl), owner, _ms(lock_ttl), 0]
+        else:
+            keys = [counter, lock, claim.key, *reads]
+            args = [_ms(counter_ttl), owner, _ms(lock_ttl), 1, claim.value, _ms(claim.ttl)]
+        reply = await self.resp.run(self._enter, keys, args)
+        if len(reply) > 3:
+            return Entry(0, False, [], duplicate=reply[3])
+        count, locked, values = reply
+        return Entry(int(count), bool(locked), list(values))
 
     async def leave(
         self,
@@ -295,16 +354,22 @@ class RedisKV:
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
+        stamp: Stamp | None = None,
     ) -> None:
-        await self._leave(
-            keys=[lock, *writes, *deletes], args=[owner, _ms(ttl), len(writes), *writes.values()]
-        )
+        keys = [lock, *writes, *deletes]
+        args: list[Arg] = [owner, _ms(ttl), len(writes), 0, *writes.values()]
+        if stamp is not None:
+            keys.append(stamp.key)
+            args[3] = 1
+            args += [stamp.value, _ms(stamp.ttl)]
+        await self.resp.run(self._leave, keys, args)
 
     async def ping(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self.redis.ping(), timeout=2))
+            return bool(await asyncio.wait_for(self.resp.execute("PING"), timeout=2))
         except Exception:
             return False
 
     async def close(self) -> None:
+        await self.resp.close()
         await self.redis.aclose()

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from bot.kv import KV, MemoryKV, RedisKV
+from bot.kv import KV, Entry, MemoryKV, RedisKV, Stamp
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
@@ -124,7 +124,8 @@ class PrefixedKV:
         owner: str,
         lock_ttl: float,
         reads: Sequence[str],
-    ) -> tuple[int, bool, list[bytes | None]]:
+        claim: Stamp | None = None,
+    ) -> Entry:
         return await self.inner.enter(
             self._k(counter),
             counter_ttl,
@@ -132,6 +133,7 @@ class PrefixedKV:
             owner,
             lock_ttl,
             [self._k(k) for k in reads],
+            None if claim is None else Stamp(self._k(claim.key), claim.value, claim.ttl),
         )
 
     async def leave(
@@ -141,6 +143,7 @@ class PrefixedKV:
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
+        stamp: Stamp | None = None,
     ) -> None:
         await self.inner.leave(
             self._k(lock),
@@ -148,6 +151,7 @@ class PrefixedKV:
             {self._k(k): v for k, v in writes.items()},
             ttl,
             [self._k(k) for k in deletes],
+            None if stamp is None else Stamp(self._k(stamp.key), stamp.value, stamp.ttl),
         )
 
     async def ping(self) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from prometheus_client import Histogram
 
 from bot.dispatch.locks import UserLocks
 from bot.dispatch.ratelimit import COUNTER_TTL, RateLimiter, Verdict
@@ -16,6 +19,7 @@ from bot.i18n import translator
 from bot.kv import KV
 from bot.metrics import HANDLER_LATENCY, RATE_LIMITED
 from bot.replies import Reply, Silence, Text, as_reply
+from bot.wechat.dedup import Once
 from bot.wechat.messages import Incoming
 from campus.accounts import AccountService, Principal
 
@@ -24,6 +28,26 @@ log = logging.getLogger(__name__)
 PER_MESSAGE = ("msg", "text", "conv", "user", "_", "args")
 # Events WeChat sends about our own pushes rather than on the user's behalf.
 RECEIPTS = frozenset({"templatesendjobfinish"})
+# Menu navigation (nothing to answer) and receipts skip the dispatcher's round trips.
+UNCLAIMED = RECEIPTS | {"view", "location"}
+
+
+@functools.cache
+def _latency(handler: str) -> Histogram:
+    return HANDLER_LATENCY.labels(handler)
+
+
+class Duplicate(Exception):
+    """The message was claimed before (a retry): `value` is what the first delivery stored."""
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__("duplicate delivery")
+        self.value = value
+
+
+def claims(msg: Incoming) -> bool:
+    """Whether Dispatcher.handle takes the message's dedup claim itself (given a `once`)."""
+    return not (msg.kind == "event" and msg.event in UNCLAIMED)
 
 
 class Dispatcher:
@@ -46,12 +70,13 @@ class Dispatcher:
         self._services = dict(services)
         router.check_dependencies([*PER_MESSAGE, *self._services])
 
-    async def handle(self, msg: Incoming, budget: float) -> Reply:
-        """The reply to one message. Raises only for faults (database down, …).
+    async def handle(self, msg: Incoming, budget: float, once: Once | None = None) -> Reply:
+        """The reply to one message. Raises Duplicate for a retry, otherwise only for faults.
 
-        Two round trips to the store on the common path: KV.enter counts the message, takes
-        the user's lock and reads the conversation and the cached principal; KV.leave saves
-        the conversation and releases the lock.
+        Two round trips to the store on the common path: KV.enter claims the message (with
+        `once`), counts it, takes the user's lock and reads the conversation and the cached
+        principal; KV.leave stores the rendered reply for retries, saves the conversation and
+        releases the lock.
         """
         started = time.perf_counter()
         if msg.kind == "event" and msg.event in ("view", "location"):
@@ -65,21 +90,32 @@ class Dispatcher:
         reads = [*self._states.keys(openid), *([profile_key] if profile_key else [])]
         lock_key = self._locks.key(openid)
         async with self._locks.local(openid, timeout=budget):
-            count, locked, values = await self._kv.enter(
-                self._limiter.counter(openid), COUNTER_TTL, lock_key, owner, self._locks.ttl, reads
+            entry = await self._kv.enter(
+                self._limiter.counter(openid),
+                COUNTER_TTL,
+                lock_key,
+                owner,
+                self._locks.ttl,
+                reads,
+                None if once is None else once.claim,
             )
+            if entry.duplicate is not None:
+                raise Duplicate(entry.duplicate)
+            if once is not None:
+                once.claimed()
+            locked, values = entry.locked, entry.values
             try:
                 user = None
-                if self._limiter.verdict(count) is not Verdict.ALLOW:
+                if self._limiter.verdict(entry.count) is not Verdict.ALLOW:
                     # Over the limit: who is asking decides (guards scan all day long).
                     user = await self._accounts.principal(
                         openid, cached=values[2] if profile_key else None
                     )
-                    verdict = self._limiter.verdict(count, user.roles)
+                    verdict = self._limiter.verdict(entry.count, user.roles)
                     if verdict is not Verdict.ALLOW:
-                        if locked:
-                            await self._locks.release(openid, owner)
-                        return self._too_fast(verdict, user)
+                        reply = self._too_fast(verdict, user)
+                        await self._leave(lock_key, owner, once, reply)
+                        return reply
                 if not locked:  # another worker has this user: wait for it, then read again
                     await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
                     values = await self._kv.get_many(reads)
@@ -91,8 +127,9 @@ class Dispatcher:
                     )
                 route = self._router.match(msg, conv)
                 if route is None:
-                    await self._locks.release(openid, owner)
-                    return Reply(Silence())
+                    reply = Reply(Silence())
+                    await self._leave(lock_key, owner, once, reply)
+                    return reply
                 _, args = split_command(msg.content) if msg.kind == "text" else ("", "")
                 deps = {
                     **self._services,
@@ -108,9 +145,21 @@ class Dispatcher:
                 await self._locks.release(openid, owner)
                 raise
             writes, deletes = self._states.changes(openid, conv)
-            await self._kv.leave(lock_key, owner, writes, self._states.ttl, deletes)
-        HANDLER_LATENCY.labels(route.handler.__name__).observe(time.perf_counter() - started)
+            await self._kv.leave(
+                lock_key,
+                owner,
+                writes,
+                self._states.ttl,
+                deletes,
+                None if once is None else once.stamp(reply),
+            )
+        _latency(route.handler.__name__).observe(time.perf_counter() - started)
         return reply
+
+    async def _leave(self, lock_key: str, owner: str, once: Once | None, reply: Reply) -> None:
+        """Release the lock (if still ours) and stamp the reply, saving no conversation."""
+        stamp = None if once is None else once.stamp(reply)
+        await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamp)
 
     def _too_fast(self, verdict: Verdict, user: Principal) -> Reply:
         RATE_LIMITED.inc()
@@ -130,5 +179,5 @@ class Dispatcher:
         route = self._router.match(msg, Conversation())
         if route is not None:
             await self._router.call(route, {**self._services, "msg": msg})
-            HANDLER_LATENCY.labels(route.handler.__name__).observe(time.perf_counter() - started)
+            _latency(route.handler.__name__).observe(time.perf_counter() - started)
         return Reply(Silence())

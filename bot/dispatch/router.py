@@ -26,6 +26,22 @@ def split_command(text: str) -> tuple[str, str]:
     return parts[0].casefold(), parts[1] if len(parts) > 1 else ""
 
 
+_NONE = 1 << 30  # "no route": greater than any route's position
+
+
+@dataclass
+class _Index:
+    """For each way of matching, the position of the first route that matches that way."""
+
+    keywords: dict[str, int] = field(default_factory=dict)
+    phrases: list[int] = field(default_factory=list)
+    steps: dict[str, int] = field(default_factory=dict)
+    prefixes: list[tuple[int, str]] = field(default_factory=list)
+    menu_keys: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    fallback: int = _NONE
+
+
 @dataclass(frozen=True)
 class Route:
     """When a handler applies.
@@ -74,8 +90,14 @@ class Route:
 
 
 class Router:
+    """Routes in the written order; `match` finds the first that matches through an index
+    (word, step, menu key, event → the first route listing it) instead of trying each route,
+    so a guard's scan or a conversation step costs the same as `帮助` however many routes
+    there are. `match_linear` is the plain definition, kept to test the index against."""
+
     def __init__(self) -> None:
         self.routes: list[Route] = []
+        self._index: _Index | None = None
 
     def add(
         self,
@@ -101,13 +123,63 @@ class Router:
                 params=params,
             )
         )
+        self._index = None
 
     def match(self, msg: Incoming, conv: Conversation) -> Route | None:
+        index = self._index or self._build()
+        routes = self.routes
+        best = index.fallback
+        if msg.kind == "text":
+            command, _ = split_command(msg.content)
+            best = min(best, index.keywords.get(command, _NONE))
+            if index.phrases:
+                for i in index.phrases:
+                    if i < best and routes[i].matches(msg, conv, command):
+                        best = i
+                        break
+            step = conv.step
+            if step is not None:
+                best = min(best, index.steps.get(step, _NONE))
+                for i, prefix in index.prefixes:
+                    if i >= best:
+                        break
+                    if step.startswith(prefix):
+                        best = i
+                        break
+        elif msg.kind == "event":
+            event = msg.event
+            if event in ("click", "scancode_waitmsg", "scancode_push"):
+                best = min(best, index.menu_keys.get(msg.event_key, _NONE))
+            best = min(best, index.events.get(event, _NONE))
+        return routes[best] if best < _NONE else None
+
+    def match_linear(self, msg: Incoming, conv: Conversation) -> Route | None:
         command, _ = split_command(msg.content) if msg.kind == "text" else ("", "")
         for route in self.routes:
             if route.matches(msg, conv, command):
                 return route
         return None
+
+    def _build(self) -> _Index:
+        index = _Index()
+        for i, route in enumerate(self.routes):
+            for word in route.keywords:
+                index.keywords.setdefault(word, i)
+            if route.phrases:
+                index.phrases.append(i)
+            if route.state is not None:
+                if route.state.endswith("*"):
+                    index.prefixes.append((i, route.state[:-1]))
+                else:
+                    index.steps.setdefault(route.state, i)
+            for key in route.menu_keys:
+                index.menu_keys.setdefault(key, i)
+            for event in route.events:
+                index.events.setdefault(event, i)
+            if route.fallback and index.fallback == _NONE:
+                index.fallback = i
+        self._index = index
+        return index
 
     def check_dependencies(self, available: Iterable[str]) -> None:
         """Fail at start-up, not on a user's message, when a handler asks for something unknown."""

@@ -9,18 +9,22 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from bot.clock import Clock
-from bot.dispatch.dispatcher import Dispatcher
+from bot.dispatch.dispatcher import Dispatcher, Duplicate, claims
 from bot.dispatch.locks import LockTimeout
 from bot.i18n import translator
 from bot.metrics import CALLBACK_REQUESTS, DEDUP_HITS
 from bot.replies import Image, Reply, Text
 from bot.wechat.courier import Courier
-from bot.wechat.dedup import Claim, Deduplicator
+from bot.wechat.dedup import PENDING, Claim, Deduplicator, Once
 from bot.wechat.messages import Incoming, parse_incoming, parse_outer
 from bot.wechat.render import SUCCESS, encrypt_reply, render
 from bot.wechat.security import CallbackRejected, Cipher, check_signature, check_timestamp
 
 log = logging.getLogger(__name__)
+
+# The two outcomes of nearly every request, bound once (labels() takes a lock each call).
+_REPLIED = CALLBACK_REQUESTS.labels("reply")
+_EMPTY = CALLBACK_REQUESTS.labels("empty")
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,41 @@ class Callback:
             raise CallbackRejected(400, "body is not UTF-8") from exc
 
     async def _answer(self, msg: Incoming, deadline: float) -> str:
+        if not claims(msg):
+            return await self._answer_unclaimed(msg, deadline)
+        loop = asyncio.get_running_loop()
+        key = msg.dedup_key
+        once = self._dedup.once(key, lambda reply: self._render(msg, reply))
+        task = asyncio.create_task(self._dispatch(msg, deadline, once))
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        if not done:
+            # Too slow for the passive reply: WeChat gets "success" now and the user gets
+            # the answer as a customer-service message when it is ready; retries get
+            # "success" (the dispatcher stamps that once it sees `late`).
+            CALLBACK_REQUESTS.labels("late").inc()
+            once.late = True
+            task.add_done_callback(lambda t: self._deliver_late(msg, t))
+            return SUCCESS
+        try:
+            reply = task.result()
+        except Duplicate as dup:
+            DEDUP_HITS.inc()
+            CALLBACK_REQUESTS.labels("duplicate").inc()
+            if dup.value != PENDING:
+                return dup.value.decode()
+            stored = await self._dedup.wait(key, max(0.0, deadline - loop.time()))
+            return stored if stored is not None else SUCCESS
+        # Stamped in the dispatcher's last round trip; unclaimed (gave up before its first
+        # round trip): answered, and a retry runs anew.
+        plain = once.plain if once.plain is not None else self._render(msg, reply)
+        self._dedup.settled(key)
+        self._courier.send(msg.openid, reply.follow_ups)
+        (_EMPTY if plain == SUCCESS else _REPLIED).inc()
+        return plain
+
+    async def _answer_unclaimed(self, msg: Incoming, deadline: float) -> str:
+        """Messages the dispatcher answers without its round trips (menu navigation, receipts):
+        claimed and stored here."""
         loop = asyncio.get_running_loop()
         key = msg.dedup_key
         if await self._dedup.claim(key) is Claim.DUPLICATE:
@@ -137,35 +176,35 @@ class Callback:
             CALLBACK_REQUESTS.labels("duplicate").inc()
             stored = await self._dedup.wait(key, max(0.0, deadline - loop.time()))
             return stored if stored is not None else SUCCESS
-        task = asyncio.create_task(self._dispatch(msg, deadline))
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
-        if not done:
-            # Too slow for the passive reply: WeChat gets "success" now and the user gets
-            # the answer as a customer-service message when it is ready.
-            CALLBACK_REQUESTS.labels("late").inc()
-            await self._dedup.store(key, SUCCESS)
-            task.add_done_callback(lambda t: self._deliver_late(msg, t))
-            return SUCCESS
-        reply = task.result()
-        plain = render(reply.first, openid=msg.openid, account=msg.account)
+        reply = await self._dispatch(msg, deadline)
+        plain = self._render(msg, reply)
         await self._dedup.store(key, plain)
-        self._courier.send(msg.openid, reply.follow_ups)
-        CALLBACK_REQUESTS.labels("empty" if plain == SUCCESS else "reply").inc()
+        (_EMPTY if plain == SUCCESS else _REPLIED).inc()
         return plain
 
-    async def _dispatch(self, msg: Incoming, deadline: float) -> Reply:
+    @staticmethod
+    def _render(msg: Incoming, reply: Reply) -> str:
+        return render(reply.first, openid=msg.openid, account=msg.account)
+
+    async def _dispatch(self, msg: Incoming, deadline: float, once: Once | None = None) -> Reply:
         loop = asyncio.get_running_loop()
         try:
             # The lock wait may use the whole budget and then some: a late answer is still
             # an answer, so wait up to twice the deadline for a user's earlier message.
-            return await self._dispatcher.handle(msg, budget=deadline - loop.time() + 5)
+            return await self._dispatcher.handle(msg, budget=deadline - loop.time() + 5, once=once)
+        except Duplicate:
+            raise
         except LockTimeout:
             CALLBACK_REQUESTS.labels("busy").inc()
-            return self._sorry(msg, busy=True)
+            reply = self._sorry(msg, busy=True)
         except Exception:
             CALLBACK_REQUESTS.labels("error").inc()
             log.exception("handler failed for a %s message", msg.kind)
-            return self._sorry(msg, busy=False)
+            reply = self._sorry(msg, busy=False)
+        if once is not None and once.is_claimed and not once.is_stamped:
+            # Claimed, then failed before the last round trip: retries get this apology.
+            await self._dedup.store(once.key, once.stamp(reply).value)
+        return reply
 
     def _sorry(self, msg: Incoming, *, busy: bool) -> Reply:
         _ = translator(self._config.default_locale)
@@ -176,8 +215,8 @@ class Callback:
         return Reply(Text(text))
 
     def _deliver_late(self, msg: Incoming, task: asyncio.Task[Reply]) -> None:
-        if task.cancelled():
-            return
+        if task.cancelled() or task.exception() is not None:
+            return  # a retry of a message answered elsewhere, or the store failed: logged
         reply = task.result()
         first = [reply.first] if isinstance(reply.first, Text | Image) else []
         self._courier.send(msg.openid, [*first, *reply.follow_ups], wait=False)

@@ -3,17 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from enum import Enum
 
 from bot.keyspace import Keyspace
-from bot.kv import KV
+from bot.kv import KV, Stamp
+from bot.replies import Reply
+from bot.wechat.render import SUCCESS
 
-_PENDING = b"\x00"
+PENDING = b"\x00"
 
 
 class Claim(Enum):
     FIRST = "first"
     DUPLICATE = "duplicate"
+
+
+class Once:
+    """One delivery's dedup marker, claimed and stamped inside the dispatcher's own round trips.
+
+    The dispatcher passes `claim` to KV.enter (a retry finds the marker taken and gets its
+    value instead of running) and `stamp(reply)` to KV.leave, which stores the rendered reply
+    before the user's lock is released. `late` is set by the callback when the 4.5 s passed:
+    the callback has stored `success` itself and the reply goes out as a push, so a retry must
+    not get it again.
+    """
+
+    __slots__ = ("_dedup", "_render", "claim", "is_claimed", "is_stamped", "key", "late", "plain")
+
+    def __init__(self, dedup: Deduplicator, key: str, render: Callable[[Reply], str]) -> None:
+        self._dedup = dedup
+        self._render = render
+        self.key = key
+        self.claim = Stamp(dedup.store_key(key), PENDING, dedup.pending_ttl)
+        self.late = False
+        self.is_claimed = False
+        self.is_stamped = False
+        self.plain: str | None = None  # the rendered passive reply, once stamped in time
+
+    def claimed(self) -> None:
+        """The claim was taken: local retries may now wait for this delivery's reply."""
+        self.is_claimed = True
+        self._dedup._local.setdefault(self.key, asyncio.Event())
+
+    def stamp(self, reply: Reply) -> Stamp:
+        """What a retry will get: the rendered reply; `success` once the answer went late
+        (it is then pushed, and must not come a second time as a passive reply)."""
+        self.is_stamped = True
+        if self.late:
+            return Stamp(self.claim.key, SUCCESS, self._dedup.ttl)
+        self.plain = self._render(reply)
+        return Stamp(self.claim.key, self.plain, self._dedup.ttl)
 
 
 class Deduplicator:
@@ -22,16 +62,27 @@ class Deduplicator:
     ) -> None:
         self._kv = kv
         self._keys = keys
-        self._ttl = ttl
+        self.ttl = ttl
         # A worker that dies mid-message leaves the marker; it expires so a later retry runs.
-        self._pending_ttl = pending_ttl
+        self.pending_ttl = pending_ttl
         self._local: dict[str, asyncio.Event] = {}
 
     async def claim(self, key: str) -> Claim:
-        if await self._kv.set(self._keys.dedup(key), _PENDING, self._pending_ttl, nx=True):
+        if await self._kv.set(self._keys.dedup(key), PENDING, self.pending_ttl, nx=True):
             self._local[key] = asyncio.Event()
             return Claim.FIRST
         return Claim.DUPLICATE
+
+    def store_key(self, key: str) -> str:
+        return self._keys.dedup(key)
+
+    def once(self, key: str, render: Callable[[Reply], str]) -> Once:
+        """A claim the dispatcher takes and stamps in its own round trips (see Once)."""
+        return Once(self, key, render)
+
+    def settled(self, key: str) -> None:
+        """The dispatcher stamped (or gave up) this delivery: wake local waiters."""
+        self._wake(key)
 
     async def wait(self, key: str, timeout: float) -> str | None:
         """The stored reply of the first delivery, or None if it is still running at timeout."""
@@ -43,7 +94,7 @@ class Deduplicator:
             value = await self._kv.get(self._keys.dedup(key))
             if value is None:
                 return None  # the first delivery failed and released its claim
-            if value != _PENDING:
+            if value != PENDING:
                 return value.decode()
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -57,8 +108,8 @@ class Deduplicator:
                 await asyncio.sleep(min(delay, remaining))
                 delay = min(delay * 2, 0.1)
 
-    async def store(self, key: str, reply: str) -> None:
-        await self._kv.set(self._keys.dedup(key), reply, self._ttl)
+    async def store(self, key: str, reply: bytes | str) -> None:
+        await self._kv.set(self._keys.dedup(key), reply, self.ttl)
         self._wake(key)
 
     async def release(self, key: str) -> None:

@@ -188,3 +188,123 @@ async def test_guards_get_a_higher_rate_limit(make_bot: MakeBot) -> None:
     replies = [await wechat.say("o_guard", "help") for _ in range(6)]  # 2..7
     assert all("You can send" in r for r in replies[:5])
     assert "too fast" in replies[5]
+
+
+async def test_a_retry_after_a_late_answer_gets_success_and_no_second_push(
+    make_bot: MakeBot, fake_api: FakeWeChatAPI
+) -> None:
+    wechat = await make_bot(reply_deadline=0.2)
+    binding = wechat.client.app[K.SERVICES]["binding"]
+    original = binding.bind
+
+    async def slow_bind(*args: Any) -> Any:
+        await asyncio.sleep(0.4)
+        return await original(*args)
+
+    binding.bind = slow_bind
+    from tests.support import id_tail
+
+    xml = text_xml("o_late2", f"绑定 S001 {id_tail('S001')}", msg_id=501)
+    assert await wechat.post(xml) == (200, "success")
+    for _ in range(50):
+        if fake_api.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert len(fake_api.sent) == 1
+    # WeChat's retry of the same message, after the answer went out as a push.
+    assert await wechat.post(xml) == (200, "success")
+    await asyncio.sleep(0.1)
+    assert len(fake_api.sent) == 1
+
+
+async def test_a_retry_of_a_rate_limited_message_gets_the_same_answer(make_bot: MakeBot) -> None:
+    clock = FrozenClock(1_800_000_000)
+    wechat = await make_bot(clock=clock, rate_limit_per_minute=1)
+    await wechat.say("o_fast2", "hi", msg_id=1)
+    first = await wechat.say("o_fast2", "hi again", msg_id=2)
+    assert "太频繁" in first
+    # WeChat's retry: not counted again (a third message would be dropped), same answer.
+    assert await wechat.say("o_fast2", "hi again", msg_id=2) == first
+
+
+async def test_a_retry_on_another_worker_waits_for_the_first(
+    make_bot: MakeBot, redis_url: str
+) -> None:
+    """Two apps over one Redis: WeChat's retry lands on the other worker mid-processing."""
+    import secrets
+
+    from bot.kv import RedisKV
+    from tests.conftest import PrefixedKV
+
+    shared = PrefixedKV(RedisKV.from_url(redis_url), f"test:{secrets.token_hex(4)}:")
+    other = PrefixedKV(RedisKV.from_url(redis_url), shared.prefix)
+    try:
+        one = await make_bot(kv=shared)
+        two = await make_bot(kv=other, seed=False)  # same SQLite file as `one`
+        calls = 0
+        for app in (one.client.app, two.client.app):
+            binding = app[K.SERVICES]["binding"]
+            original = binding.bind
+
+            async def slow_bind(*args: Any, _original: Any = original) -> Any:
+                nonlocal calls
+                calls += 1
+                await asyncio.sleep(0.3)
+                return await _original(*args)
+
+            binding.bind = slow_bind
+        from tests.support import id_tail
+
+        xml = text_xml("o_two", f"绑定 S001 {id_tail('S001')}", msg_id=88)
+        first = asyncio.ensure_future(one.reply(xml))
+        await asyncio.sleep(0.1)
+        retry = await two.reply(xml)
+        first_reply = await first
+        assert retry["Content"] == first_reply["Content"] and "绑定成功" in retry["Content"]
+        assert calls == 1
+    finally:
+        await shared.close()
+        await other.inner.close()
+
+
+def test_the_router_index_agrees_with_the_written_order() -> None:
+    """Every keyword, phrase, step, menu key and event of the real router, plus noise, in and
+    out of every conversation step: the indexed match is the first route that matches."""
+    from handlers import build_router
+
+    router = build_router()
+    words = {w for r in router.routes for w in (*r.keywords, *r.phrases)}
+    texts = [*words, *(f"{w} S001 1" for w in words), "", "  ", "hello", "36.5", "是", "1"]
+    steps: list[str | None] = [None, "nowhere.step"]
+    steps += [
+        r.state.rstrip("*") + ("x" if r.state.endswith("*") else "")
+        for r in router.routes
+        if r.state
+    ]
+    events = [(e, "") for r in router.routes for e in r.events]
+    events += [
+        (kind, k)
+        for r in router.routes
+        for k in r.menu_keys
+        for kind in ("click", "view", "scancode_waitmsg")
+    ]
+    events += [("click", "NOPE"), ("subscribe", "qrscene_place:LIB"), ("location", "")]
+    checked = 0
+    for step in steps:
+        conv = Conversation(step)
+        for text in texts:
+            msg = _text("o_idx", text, 1)
+            assert router.match(msg, conv) is router.match_linear(msg, conv), (step, text)
+            checked += 1
+        for event, key in events:
+            msg = Incoming(
+                openid="o_idx",
+                account="gh",
+                create_time=1,
+                kind="event",
+                event=event,
+                event_key=key,
+            )
+            assert router.match(msg, conv) is router.match_linear(msg, conv), (step, event, key)
+            checked += 1
+    assert checked > 1000

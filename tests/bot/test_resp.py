@@ -1,0 +1,125 @@
+"""The lean Redis client: replies in order, errors as errors, and failures that end, not hang."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.resp import RedisConnectionError, RedisError, RespClient, Script, encode
+
+
+def test_commands_are_encoded_as_bulk_strings() -> None:
+    assert (
+        encode(("SET", "k", b"\x00v", 5))
+        == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\x00v\r\n$1\r\n5\r\n"
+    )
+    assert encode(("GET", "键")) == b"*2\r\n$3\r\nGET\r\n$3\r\n\xe9\x94\xae\r\n"
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[RespClient]:
+    c = RespClient(redis_url)
+    yield c
+    await c.close()
+
+
+@pytest.mark.redis
+async def test_many_concurrent_commands_get_their_own_replies(client: RespClient) -> None:
+    prefix = f"test:resp:{secrets.token_hex(4)}:"
+    await asyncio.gather(
+        *(client.execute("SET", f"{prefix}{i}", i, "PX", 60_000) for i in range(500))
+    )
+    values = await asyncio.gather(*(client.execute("GET", f"{prefix}{i}") for i in range(500)))
+    assert values == [str(i).encode() for i in range(500)]
+    await client.execute("DEL", *(f"{prefix}{i}" for i in range(500)))
+
+
+@pytest.mark.redis
+async def test_errors_are_raised_and_the_connection_stays_usable(client: RespClient) -> None:
+    key = f"test:resp:{secrets.token_hex(4)}"
+    await client.execute("SET", key, "text", "PX", 60_000)
+    with pytest.raises(RedisError, match="WRONGTYPE"):
+        await client.execute("LPUSH", key, "x")
+    assert await client.execute("GET", key) == b"text"
+    await client.execute("DEL", key)
+
+
+@pytest.mark.redis
+async def test_a_script_unknown_to_the_server_is_loaded_once(client: RespClient) -> None:
+    script = Script(f"return ARGV[1] .. '{secrets.token_hex(4)}'")  # new to this server
+    first = await client.run(script, [], ["a"])
+    assert first.startswith(b"a")
+    assert await client.execute("SCRIPT", "EXISTS", script.sha) == [1]
+    assert await client.run(script, [], ["b"]) == b"b" + first[1:]
+
+
+@pytest.mark.redis
+async def test_a_cancelled_caller_does_not_shift_the_replies(client: RespClient) -> None:
+    key = f"test:resp:{secrets.token_hex(4)}"
+    await client.execute("SET", key, "mine", "PX", 60_000)
+    slow = asyncio.ensure_future(client.execute("DEBUG", "SLEEP", "0.05"))
+    await asyncio.sleep(0)
+    slow.cancel()
+    # The next command on either connection still gets its own reply.
+    assert [await client.execute("GET", key) for _ in range(4)] == [b"mine"] * 4
+    await client.execute("DEL", key)
+
+
+async def _server(handler):  # type: ignore[no-untyped-def]
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"redis://127.0.0.1:{port}/0"
+
+
+async def test_a_lost_connection_fails_its_requests_and_the_next_call_reconnects() -> None:
+    served = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        served += 1
+        await reader.read(100)
+        if served == 1:
+            writer.close()  # the first connection dies mid-request
+            return
+        writer.write(b"+PONG\r\n")
+        await writer.drain()
+        await reader.read(100)
+
+    server, url = await _server(handler)
+    client = RespClient(url, size=1)
+    try:
+        with pytest.raises(RedisConnectionError):
+            await client.execute("PING")
+        assert await client.execute("PING") == b"PONG"
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_server_that_stops_answering_becomes_an_error_not_a_hang() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)  # reads nothing, answers nothing
+
+    server, url = await _server(handler)
+    client = RespClient(url, size=1, command_timeout=0.2)
+    try:
+        with pytest.raises(RedisConnectionError, match="did not answer"):
+            await asyncio.wait_for(client.execute("PING"), 3)
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_nothing_listening_is_a_connection_error() -> None:
+    server, url = await _server(lambda r, w: None)
+    server.close()
+    await server.wait_closed()
+    client = RespClient(url, size=1, connect_timeout=1)
+    try:
+        with pytest.raises(RedisConnectionError, match="cannot connect"):
+            await client.execute("PING")
+    finally:
+        await client.close()
