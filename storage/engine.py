@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -14,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from storage import inloop
+
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_conn.cursor()
@@ -22,15 +25,22 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    if not isinstance(getattr(dbapi_conn, "driver_connection", None), inloop.Connection):
+        cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_inloop: bool = True, **kwargs: Any) -> AsyncEngine:
+    """The engine for `url`. SQLite statements run on the event loop's thread (see
+    storage/inloop.py) unless `sqlite_inloop` is off (then aiosqlite's worker thread)."""
     # Statement parameters are personal data (names, ciphertexts, openids): keep them out of
     # exception texts, and so out of logs.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        if sqlite_inloop:
+            sqlite_url = make_url(url)
+            args, params = SQLiteDialect_aiosqlite().create_connect_args(sqlite_url)
+            kwargs.setdefault("async_creator", inloop.connector(args, params))
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

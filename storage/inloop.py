@@ -1,0 +1,170 @@
+"""SQLite on the event loop's own thread, behind SQLAlchemy's aiosqlite dialect.
+
+aiosqlite runs every statement on a worker thread: the statement is queued, the thread wakes,
+runs it, and hands the result back through `call_soon_threadsafe`. A statement on a warm
+SQLite file takes microseconds, but under load each of those hand-offs waits for the GIL
+(up to the interpreter's 5 ms switch interval while the event loop is busy), and a check-in
+makes several. Profiles of the callback under load showed more time in those hand-offs than in
+the rest of the message.
+
+Here the DBAPI calls run inline: the "async" methods SQLAlchemy awaits return at once. What
+must not block the loop is waiting for SQLite's write lock, so connections get
+`busy_timeout=0` and a statement that finds the database busy is retried after an
+asyncio sleep (1 ms doubling to 50 ms, up to `BUSY_LIMIT` seconds in all), during which other
+messages run. Statements that scan many rows (the nightly roll-over, a bulk import) do hold
+the loop for their duration: on SQLite the whole service is one process anyway; PostgreSQL
+(asyncpg) is unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+BUSY_LIMIT = 10.0  # seconds a statement may wait for another writer, as busy_timeout did
+
+T = TypeVar("T")
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    # SQLITE_BUSY (5), and its extended form for a database in recovery (261); not
+    # SQLITE_BUSY_SNAPSHOT (517), which no wait would cure.
+    return getattr(exc, "sqlite_errorcode", None) in (5, 261) or (
+        getattr(exc, "sqlite_errorcode", None) is None and "database is locked" in str(exc)
+    )
+
+
+async def _patiently(call: Callable[..., T], *args: Any) -> T:
+    delay, waited = 0.001, 0.0
+    while True:
+        try:
+            return call(*args)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or waited >= BUSY_LIMIT:
+                raise
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 0.05)
+
+
+class _Inline:
+    """What SQLAlchemy's isolation-level setter puts work on (aiosqlite's queue): run now."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except Exception as exc:
+            if future is not None:
+                future.set_exception(exc)
+            return
+        if future is not None:
+            future.set_result(result)
+
+
+class Cursor:
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def __aenter__(self) -> Cursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
+        await _patiently(self._cursor.execute, sql, () if parameters is None else parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Cursor:
+        rows = list(parameters)  # retried whole if busy: nothing of it was written
+        await _patiently(self._cursor.executemany, sql, rows)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+
+class Connection:
+    """The parts of aiosqlite.Connection that SQLAlchemy's adapter uses."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._conn = connection
+        self._connection: sqlite3.Connection | None = connection
+        self._tx = _Inline()
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._conn.isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self._conn.isolation_level = value  # type: ignore[assignment]
+
+    def cursor(self) -> Cursor:
+        return Cursor(self._conn.cursor())
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
+        return await Cursor(self._conn.cursor()).execute(sql, parameters)
+
+    async def commit(self) -> None:
+        await _patiently(self._conn.commit)
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self._conn.create_function(*args, **kwargs)
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._connection = None
+            self._conn.close()
+
+
+def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:
+    """An `async_creator` for create_async_engine, from the dialect's connect arguments."""
+
+    async def connect() -> Connection:
+        # check_same_thread off: the pool may close a connection from the GC's thread.
+        connection = sqlite3.connect(*args, **{**kwargs, "check_same_thread": False})
+        connection.execute("PRAGMA busy_timeout=0")  # waits happen in _patiently, not here
+        return Connection(connection)
+
+    return connect
