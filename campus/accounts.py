@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +23,30 @@ from storage.models import Person, WeChatAccount
 # message a write, so it is refreshed at most this often (the window is then under-estimated).
 SEEN_GRANULARITY = timedelta(minutes=10)
 PROFILE_TTL = 300.0
+
+
+# Every message of a user not seen for a while runs these: built once, with bound parameters.
+_PRINCIPAL = (
+    select(
+        WeChatAccount.locale.label("account_locale"),
+        WeChatAccount.last_seen_at,
+        Person.id.label("person_id"),
+        Person.locale,
+        Person.person_no,
+        Person.name,
+        Person.category,
+        Person.roles,
+        Person.unit_id,
+        Person.state,
+    )
+    .outerjoin(Person, Person.id == WeChatAccount.person_id)
+    .where(WeChatAccount.openid == bindparam("openid"))
+)
+_SEEN = (
+    update(WeChatAccount)
+    .where(WeChatAccount.openid == bindparam("openid"))
+    .values(last_seen_at=bindparam("now"), subscribed=True)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +137,8 @@ class AccountService:
         return principal
 
     async def _from_database(self, openid: str, now: datetime) -> Principal:
-        stmt = (
-            select(WeChatAccount, Person)
-            .outerjoin(Person, Person.id == WeChatAccount.person_id)
-            .where(WeChatAccount.openid == openid)
-        )
         async with self._sessions() as session:
-            row = (await session.execute(stmt)).first()
+            row = (await session.execute(_PRINCIPAL, {"openid": openid})).first()
             if row is None:
                 session.add(WeChatAccount(openid=openid, last_seen_at=now))
                 try:
@@ -128,26 +147,21 @@ class AccountService:
                     # Two first messages from one new follower at once: the other insert won.
                     await session.rollback()
                 return Principal(openid=openid, locale=self._default_locale)
-            account, person = row
-            if account.last_seen_at is None or now - account.last_seen_at > SEEN_GRANULARITY:
-                await session.execute(
-                    update(WeChatAccount)
-                    .where(WeChatAccount.openid == openid)
-                    .values(last_seen_at=now, subscribed=True)
-                )
+            if row.last_seen_at is None or now - row.last_seen_at > SEEN_GRANULARITY:
+                await session.execute(_SEEN, {"openid": openid, "now": now})
                 await session.commit()
-        if person is None:
-            return Principal(openid=openid, locale=account.locale or self._default_locale)
+        if row.person_id is None:
+            return Principal(openid=openid, locale=row.account_locale or self._default_locale)
         return Principal(
             openid=openid,
-            locale=person.locale or account.locale or self._default_locale,
-            person_id=person.id,
-            person_no=person.person_no,
-            name=person.name,
-            category=person.category,
-            roles=person.role_set,
-            unit_id=person.unit_id,
-            state=person.state,
+            locale=row.locale or row.account_locale or self._default_locale,
+            person_id=row.person_id,
+            person_no=row.person_no,
+            name=row.name,
+            category=row.category,
+            roles=frozenset(r for r in (row.roles or "").split(";") if r),
+            unit_id=row.unit_id,
+            state=row.state,
         )
 
     async def forget(self, openid: str) -> None:

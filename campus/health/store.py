@@ -14,6 +14,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import (
     ColumnElement,
     and_,
+    bindparam,
     false,
     insert,
     literal,
@@ -201,21 +202,30 @@ async def reports_between(
     return [_stored(row) for row in await session.execute(stmt)]
 
 
+# The check-in's statements are built once, with bound parameters: building a statement
+# costs more than SQLite takes to run it.
+_LOAD_FOR_CHECKIN = (
+    select(*PERSON_COLUMNS, *_REPORT_COLUMNS)
+    .outerjoin(HealthState, HealthState.person_id == Person.id)
+    .outerjoin(
+        HealthReport,
+        and_(
+            HealthReport.person_id == Person.id,
+            HealthReport.day.between(bindparam("first"), bindparam("last")),
+        ),
+    )
+    .where(Person.id == bindparam("person_id"))
+    .order_by(HealthReport.day)
+)
+_INSERT_REPORT = insert(HealthReport).returning(HealthReport.id)
+
+
 async def load_for_checkin(
     session: AsyncSession, person_id: int, first: date, last: date
 ) -> tuple[PersonHealth | None, list[StoredReport]]:
     """The person, their engine state and their reports of [first, last], in one query."""
-    stmt = (
-        select(*PERSON_COLUMNS, *_REPORT_COLUMNS)
-        .outerjoin(HealthState, HealthState.person_id == Person.id)
-        .outerjoin(
-            HealthReport,
-            and_(HealthReport.person_id == Person.id, HealthReport.day.between(first, last)),
-        )
-        .where(Person.id == person_id)
-        .order_by(HealthReport.day)
-    )
-    rows = (await session.execute(stmt)).all()
+    params = {"person_id": person_id, "first": first, "last": last}
+    rows = (await session.execute(_LOAD_FOR_CHECKIN, params)).all()
     if not rows:
         return None, []
     return person_from_row(rows[0]), [_stored(r) for r in rows if r.report_id is not None]
@@ -249,7 +259,7 @@ async def latest_report(session: AsyncSession, person_id: int, before: date) -> 
 
 async def insert_report(session: AsyncSession, person_id: int, report: Report, source: str) -> int:
     values = {**report_values(report), "person_id": person_id, "source": source, "revision": 1}
-    result = await session.execute(insert(HealthReport).values(values).returning(HealthReport.id))
+    result = await session.execute(_INSERT_REPORT, values)
     return int(result.scalar_one())
 
 
