@@ -44,8 +44,8 @@ _PRINCIPAL = (
 )
 _SEEN = (
     update(WeChatAccount)
-    .where(WeChatAccount.openid == bindparam("openid"))
-    .values(last_seen_at=bindparam("now"), subscribed=True)
+    .where(WeChatAccount.openid == bindparam("who"))
+    .values(last_seen_at=bindparam("seen_at"), subscribed=True)
 )
 
 
@@ -148,7 +148,7 @@ class AccountService:
                     await session.rollback()
                 return Principal(openid=openid, locale=self._default_locale)
             if row.last_seen_at is None or now - row.last_seen_at > SEEN_GRANULARITY:
-                await session.execute(_SEEN, {"openid": openid, "now": now})
+                await session.execute(_SEEN, {"who": openid, "seen_at": now})
                 await session.commit()
         if row.person_id is None:
             return Principal(openid=openid, locale=row.account_locale or self._default_locale)

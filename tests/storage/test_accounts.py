@@ -1,0 +1,80 @@
+"""The principal: loaded from the database, cached, and last-seen refreshed sparingly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.keyspace import Keyspace
+from bot.kv import MemoryKV
+from campus.accounts import SEEN_GRANULARITY, AccountService
+from campus.binding import BindingService, BindOutcome
+from campus.secrets import DataVault
+from storage.engine import create_engine, session_factory
+from storage.migrate import upgrade
+from storage.models import WeChatAccount
+from tests.support import DATA_KEY, id_tail, seed_campus
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/db.sqlite"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    await upgrade(engine, "heads")
+    yield engine
+    await engine.dispose()
+
+
+async def _seen(engine: AsyncEngine, openid: str) -> datetime | None:
+    async with session_factory(engine)() as session:
+        return (
+            await session.execute(
+                select(WeChatAccount.last_seen_at).where(WeChatAccount.openid == openid)
+            )
+        ).scalar_one()
+
+
+async def test_a_bound_principal_and_its_last_seen(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    vault = DataVault.from_setting(DATA_KEY)
+    keys = Keyspace("wxacc")
+    kv = MemoryKV()
+    await seed_campus(sessions, vault)
+    binding = BindingService(sessions, vault, kv, keys, 5)
+    result = await binding.bind("o_acc", "S001", id_tail("S001"))
+    assert result.outcome is BindOutcome.BOUND
+    accounts = AccountService(sessions, "zh_CN", kv, keys)
+
+    # Long unseen: the database is read and last_seen_at moves to now.
+    async with sessions() as session:
+        await session.execute(
+            update(WeChatAccount)
+            .where(WeChatAccount.openid == "o_acc")
+            .values(last_seen_at=NOW - timedelta(days=3))
+        )
+        await session.commit()
+    user = await accounts.principal("o_acc", NOW)
+    assert (user.person_no, user.bound, user.category) == ("S001", True, "student")
+    assert await _seen(engine, "o_acc") == NOW
+
+    # Within the granularity: the cached principal answers and nothing is written.
+    cached = await kv.get(keys.profile("o_acc"))
+    assert cached is not None
+    later = NOW + SEEN_GRANULARITY / 2
+    assert (await accounts.principal("o_acc", later, cached=cached)).person_no == "S001"
+    assert await _seen(engine, "o_acc") == NOW
+
+    # A stranger's first message creates their account, unbound.
+    stranger = await accounts.principal("o_new", NOW)
+    assert not stranger.bound and stranger.locale == "zh_CN"
+    assert await _seen(engine, "o_new") == NOW
