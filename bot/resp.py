@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -57,6 +58,9 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._outgoing: list[bytes] = []
         self.closed = False
+        # The watchdog's view: the request it saw at the head, and in how many of its rounds.
+        self.watched: asyncio.Future[Any] | None = None
+        self.rounds = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -104,8 +108,8 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None and not self.closed:
             self._transport.write(b"".join(outgoing))
 
-    def oldest(self) -> float | None:
-        return self._waiters[0][1] if self._waiters else None
+    def oldest(self) -> tuple[asyncio.Future[Any], float] | None:
+        return self._waiters[0] if self._waiters else None
 
     def close(self) -> None:
         self.fail(RedisConnectionError("connection closed"))
@@ -244,6 +248,9 @@ class RespClient:
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
         period = min(1.0, self._command_timeout / 2)
+        # Time is counted in this task's rounds as well as on the clock: a loop held up by
+        # other work (an inline SQLite scan) is one round, not a Redis that stopped answering.
+        rounds = math.ceil(self._command_timeout / period)
         while True:
             await asyncio.sleep(period)
             now = loop.time()
@@ -251,5 +258,10 @@ class RespClient:
                 if connection is None or connection.closed:
                     continue
                 oldest = connection.oldest()
-                if oldest is not None and now - oldest > self._command_timeout:
+                if oldest is None or oldest[0] is not connection.watched:
+                    connection.watched = None if oldest is None else oldest[0]
+                    connection.rounds = 0
+                    continue
+                connection.rounds += 1
+                if connection.rounds >= rounds and now - oldest[1] > self._command_timeout:
                     connection.fail(RedisConnectionError("Redis did not answer in time"))

@@ -48,6 +48,10 @@ def create_engine(url: str, *, sqlite_inloop: bool = True, **kwargs: Any) -> Asy
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 1800)
+    # A database that accepts connections but does not answer must become an error soon
+    # enough for the polite "try again" reply, not a request hanging for asyncpg's 60 s.
+    kwargs.setdefault("pool_timeout", 10)
+    kwargs.setdefault("connect_args", {"timeout": 5})
     return create_async_engine(url, **kwargs)
 
 

@@ -53,6 +53,7 @@ class Callback:
         self._dispatcher = dispatcher
         self._courier = courier
         self._cipher = Cipher(config.aes_key, config.appid) if config.aes_key else None
+        self._late: set[asyncio.Task[None]] = set()
 
     async def get(self, request: web.Request) -> web.Response:
         """WeChat's server verification: echo `echostr` when the signature holds."""
@@ -147,7 +148,7 @@ class Callback:
             # "success" (the dispatcher stamps that once it sees `late`).
             CALLBACK_REQUESTS.labels("late").inc()
             once.late = True
-            task.add_done_callback(lambda t: self._deliver_late(msg, t))
+            task.add_done_callback(lambda t: self._deliver_late(msg, t, once))
             return SUCCESS
         try:
             reply = task.result()
@@ -161,7 +162,8 @@ class Callback:
         # Stamped in the dispatcher's last round trip; unclaimed (gave up before its first
         # round trip): answered, and a retry runs anew.
         plain = once.plain if once.plain is not None else self._render(msg, reply)
-        self._dedup.settled(key)
+        if once.is_claimed:  # not before: the waiters may be another delivery's
+            self._dedup.settled(key)
         self._courier.send(msg.openid, reply.follow_ups)
         (_EMPTY if plain == SUCCESS else _REPLIED).inc()
         return plain
@@ -201,8 +203,9 @@ class Callback:
             CALLBACK_REQUESTS.labels("error").inc()
             log.exception("handler failed for a %s message", msg.kind)
             reply = self._sorry(msg, busy=False)
-        if once is not None and once.is_claimed and not once.is_stamped:
-            # Claimed, then failed before the last round trip: retries get this apology.
+        if once is not None and once.is_claimed:
+            # Claimed, then failed before or in the last round trip (whose stamp may not have
+            # been stored): the user and the retries get this apology.
             await self._dedup.store(once.key, once.stamp(reply).value)
         return reply
 
@@ -214,12 +217,27 @@ class Callback:
             text = _("Sorry, something went wrong on our side. Please try again in a minute.")
         return Reply(Text(text))
 
-    def _deliver_late(self, msg: Incoming, task: asyncio.Task[Reply]) -> None:
+    def _deliver_late(self, msg: Incoming, task: asyncio.Task[Reply], once: Once) -> None:
+        if once.is_claimed:
+            if once.plain is not None:
+                # Stamped with the passive reply just before the deadline passed: it goes as
+                # a push instead, so a retry must get `success`.
+                late = asyncio.create_task(self._stamp_success(once.key))
+                self._late.add(late)
+                late.add_done_callback(self._late.discard)
+            else:
+                self._dedup.settled(once.key)
         if task.cancelled() or task.exception() is not None:
             return  # a retry of a message answered elsewhere, or the store failed: logged
         reply = task.result()
         first = [reply.first] if isinstance(reply.first, Text | Image) else []
         self._courier.send(msg.openid, [*first, *reply.follow_ups], wait=False)
+
+    async def _stamp_success(self, key: str) -> None:
+        try:
+            await self._dedup.store(key, SUCCESS)
+        except Exception:
+            log.warning("could not mark a late answer as sent", exc_info=True)
 
     def _reject(self, exc: CallbackRejected) -> web.Response:
         CALLBACK_REQUESTS.labels(f"rejected_{exc.status}").inc()

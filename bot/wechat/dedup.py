@@ -99,7 +99,7 @@ class Deduplicator:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            if local is not None:  # same process: wake as soon as it finishes
+            if local is not None and not local.is_set():  # same process: wake when it finishes
                 try:
                     await asyncio.wait_for(local.wait(), timeout=min(remaining, 0.5))
                 except TimeoutError:
@@ -109,12 +109,16 @@ class Deduplicator:
                 delay = min(delay * 2, 0.1)
 
     async def store(self, key: str, reply: bytes | str) -> None:
-        await self._kv.set(self._keys.dedup(key), reply, self.ttl)
-        self._wake(key)
+        try:
+            await self._kv.set(self._keys.dedup(key), reply, self.ttl)
+        finally:
+            self._wake(key)
 
     async def release(self, key: str) -> None:
-        await self._kv.delete(self._keys.dedup(key))
-        self._wake(key)
+        try:
+            await self._kv.delete(self._keys.dedup(key))
+        finally:
+            self._wake(key)
 
     def _wake(self, key: str) -> None:
         event = self._local.pop(key, None)

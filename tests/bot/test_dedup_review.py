@@ -1,0 +1,270 @@
+"""The dedup claim inside the message's two round trips, under the cases that break it:
+retries queued behind other messages, failures after the claim, late answers, and the KV
+contract of enter/leave over both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot import appkeys as K
+from bot.i18n import translator
+from bot.kv import KV, MemoryKV, Stamp
+from bot.wechat.dedup import PENDING
+from tests.bot.conftest import MakeBot
+from tests.support import FakeWeChatAPI, id_tail, text_xml
+
+SORRY = "Sorry, something went wrong on our side. Please try again in a minute."
+
+
+def _sorry_zh() -> str:
+    return translator("zh_CN")(SORRY)
+
+
+# --- the KV contract of enter/leave, over MemoryKV and RedisKV alike ---
+
+
+async def test_enter_claims_counts_locks_and_reads(kv: KV) -> None:
+    p = secrets.token_hex(3)
+    await kv.set(f"{p}:r1", "one", 60)
+    claim = Stamp(f"{p}:claim", PENDING, 30)
+    entry = await kv.enter(f"{p}:n", 120, f"{p}:lock", "me", 30, [f"{p}:r1", f"{p}:r2"], claim)
+    assert (entry.count, entry.locked, entry.values, entry.duplicate) == (
+        1,
+        True,
+        [b"one", None],
+        None,
+    )
+    assert await kv.get(f"{p}:claim") == PENDING
+    # The retry: nothing else happens, it gets the claim's value.
+    again = await kv.enter(f"{p}:n", 120, f"{p}:lock", "other", 30, [f"{p}:r1"], claim)
+    assert (again.count, again.locked, again.values, again.duplicate) == (0, False, [], PENDING)
+    assert await kv.get(f"{p}:n") == b"1"  # not counted
+    assert await kv.get(f"{p}:lock") == b"me"  # not taken
+    # Another message of the user while the lock is held: counted, not locked, reads read.
+    other = await kv.enter(f"{p}:n", 120, f"{p}:lock", "other", 30, [f"{p}:r1"])
+    assert (other.count, other.locked, other.values, other.duplicate) == (2, False, [b"one"], None)
+    nothing = await kv.enter(f"{p}:n2", 120, f"{p}:lock2", "x", 30, [])
+    assert (nothing.count, nothing.locked, nothing.values) == (1, True, [])
+
+
+async def test_leave_stamps_writes_deletes_and_releases_only_its_own_lock(kv: KV) -> None:
+    p = secrets.token_hex(3)
+    await kv.set(f"{p}:lock", "me", 30)
+    await kv.set(f"{p}:gone", "x", 60)
+    await kv.leave(
+        f"{p}:lock",
+        "me",
+        {f"{p}:w1": "a", f"{p}:w2": b"b"},
+        60,
+        [f"{p}:gone"],
+        Stamp(f"{p}:claim", "<xml>reply</xml>", 300),
+    )
+    assert await kv.get_many([f"{p}:w1", f"{p}:w2", f"{p}:gone", f"{p}:lock"]) == [
+        b"a",
+        b"b",
+        None,
+        None,
+    ]
+    assert await kv.get(f"{p}:claim") == b"<xml>reply</xml>"
+    # Someone else's lock stays; a stamp alone is written.
+    await kv.set(f"{p}:lock", "them", 30)
+    await kv.leave(f"{p}:lock", "me", {}, 60, [], Stamp(f"{p}:claim", "success", 300))
+    assert await kv.get(f"{p}:lock") == b"them"
+    assert await kv.get(f"{p}:claim") == b"success"
+    await kv.leave(f"{p}:lock", "them", {}, 60, [f"{p}:w1"])
+    assert await kv.get_many([f"{p}:lock", f"{p}:w1", f"{p}:w2"]) == [None, None, b"b"]
+
+
+# --- retries through the callback ---
+
+
+async def test_a_retry_queued_behind_an_earlier_message_gets_the_first_reply(
+    make_bot: MakeBot, kv: KV
+) -> None:
+    wechat = await make_bot(kv=kv)
+    binding = wechat.client.app[K.SERVICES]["binding"]
+    original = binding.bind
+    calls = 0
+
+    async def slow_bind(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.2)
+        return await original(*args)
+
+    binding.bind = slow_bind
+    earlier = asyncio.ensure_future(wechat.say("o_q", "hello", msg_id=1))
+    await asyncio.sleep(0.02)  # the earlier message holds the user's local lock
+    xml = text_xml("o_q", f"绑定 S001 {id_tail('S001')}", msg_id=2)
+    first, retry = await asyncio.gather(wechat.reply(xml), wechat.reply(xml))
+    await earlier
+    assert first == retry and first is not None and "绑定成功" in first["Content"]
+    assert calls == 1
+
+
+async def test_a_handler_error_after_the_claim_gives_the_retry_the_apology(
+    make_bot: MakeBot, kv: KV
+) -> None:
+    wechat = await make_bot(kv=kv)
+    binding = wechat.client.app[K.SERVICES]["binding"]
+
+    async def broken_bind(*args: Any) -> Any:
+        await asyncio.sleep(0.1)
+        raise RuntimeError("boom")
+
+    binding.bind = broken_bind
+    xml = text_xml("o_err", f"绑定 S001 {id_tail('S001')}", msg_id=3)
+    first, retry = await asyncio.gather(wechat.reply(xml), wechat.reply(xml))
+    assert first is not None and first["Content"] == _sorry_zh()
+    assert retry == first
+    assert await wechat.reply(xml) == first  # and a later retry too
+    assert wechat.client.app[K.CALLBACK]._dedup._local == {}
+
+
+class FailingLeave(MemoryKV):
+    """The last round trip fails (the store went away after the handler ran)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_for: str | None = None
+
+    async def leave(
+        self,
+        lock: str,
+        owner: str,
+        writes: Mapping[str, bytes | str],
+        ttl: float,
+        deletes: Sequence[str],
+        stamp: Stamp | None = None,
+    ) -> None:
+        if self.fail_for is not None and self.fail_for in lock:
+            self.fail_for = None
+            raise ConnectionError("store lost")
+        await super().leave(lock, owner, writes, ttl, deletes, stamp)
+
+
+async def test_a_failed_last_round_trip_answers_the_apology_and_a_retry_gets_it(
+    make_bot: MakeBot,
+) -> None:
+    kv = FailingLeave()
+    wechat = await make_bot(kv=kv)
+    kv.fail_for = "o_leave"
+    first = await wechat.say("o_leave", "帮助", msg_id=4)
+    # Nothing was saved: the user is told so, not shown a reply whose state was lost.
+    assert first == _sorry_zh()
+    assert await wechat.say("o_leave", "帮助", msg_id=4) == first
+    assert wechat.client.app[K.CALLBACK]._dedup._local == {}
+
+
+class SlowLeave(MemoryKV):
+    """The last round trip takes longer than the time left to the deadline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delay = 0.0
+
+    async def leave(self, *args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(self.delay)
+        await super().leave(*args, **kwargs)
+
+
+async def test_a_deadline_passing_during_the_last_round_trip_still_stamps_success(
+    make_bot: MakeBot, fake_api: FakeWeChatAPI
+) -> None:
+    kv = SlowLeave()
+    wechat = await make_bot(kv=kv, reply_deadline=0.2)
+    await wechat.say("o_warm", "帮助")  # the principal loaded once, out of the timing
+    kv.delay = 0.4
+    xml = text_xml("o_slowleave", "帮助", msg_id=5)
+    assert await wechat.post(xml) == (200, "success")
+    for _ in range(60):
+        if fake_api.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert len(fake_api.sent) == 1  # the answer went as a push…
+    kv.delay = 0.0
+    await asyncio.sleep(0.05)
+    # …so WeChat's retry must not get it a second time as a passive reply.
+    assert await wechat.post(xml) == (200, "success")
+    assert wechat.client.app[K.CALLBACK]._dedup._local == {}
+
+
+async def test_a_late_answer_leaves_no_local_waiter_behind(
+    make_bot: MakeBot, fake_api: FakeWeChatAPI
+) -> None:
+    wechat = await make_bot(reply_deadline=0.2)
+    binding = wechat.client.app[K.SERVICES]["binding"]
+    original = binding.bind
+
+    async def slow_bind(*args: Any) -> Any:
+        await asyncio.sleep(0.4)
+        return await original(*args)
+
+    binding.bind = slow_bind
+    xml = text_xml("o_late_leak", f"绑定 S001 {id_tail('S001')}", msg_id=6)
+    assert await wechat.post(xml) == (200, "success")
+    for _ in range(60):
+        if fake_api.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert fake_api.sent
+    await asyncio.sleep(0.05)
+    assert wechat.client.app[K.CALLBACK]._dedup._local == {}
+
+
+async def test_a_waiter_woken_while_the_claim_is_still_pending_does_not_spin(
+    make_bot: MakeBot,
+) -> None:
+    kv = MemoryKV()
+    wechat = await make_bot(kv=kv)
+    dedup = wechat.client.app[K.CALLBACK]._dedup
+    gets = 0
+    original = kv.get
+
+    async def counting_get(key: str) -> bytes | None:
+        nonlocal gets
+        gets += 1
+        return await original(key)
+
+    kv.get = counting_get  # type: ignore[method-assign]
+    await kv.set(dedup.store_key("k"), PENDING, 30)
+    dedup._local["k"] = asyncio.Event()
+    dedup.settled("k")  # woken (by another delivery of the key) while still pending
+    dedup._local["k"] = event = asyncio.Event()
+    event.set()
+    assert await dedup.wait("k", 0.3) is None
+    assert gets < 100
+
+
+async def test_a_retry_on_another_worker_gets_the_apology_of_a_failed_first(
+    make_bot: MakeBot, redis_url: str
+) -> None:
+    from bot.kv import RedisKV
+    from tests.conftest import PrefixedKV
+
+    shared = PrefixedKV(RedisKV.from_url(redis_url), f"test:{secrets.token_hex(4)}:")
+    other = PrefixedKV(RedisKV.from_url(redis_url), shared.prefix)
+    try:
+        one = await make_bot(kv=shared)
+        two = await make_bot(kv=other, seed=False)
+        for app in (one.client.app, two.client.app):
+
+            async def broken_bind(*args: Any) -> Any:
+                await asyncio.sleep(0.3)
+                raise RuntimeError("boom")
+
+            app[K.SERVICES]["binding"].bind = broken_bind
+        xml = text_xml("o_two_err", f"绑定 S001 {id_tail('S001')}", msg_id=7)
+        first = asyncio.ensure_future(one.reply(xml))
+        await asyncio.sleep(0.1)
+        retry = await two.reply(xml)  # PENDING on the other worker: it polls
+        assert retry is not None and retry["Content"] == _sorry_zh()
+        assert await first == retry
+        for app in (one.client.app, two.client.app):
+            assert app[K.CALLBACK]._dedup._local == {}
+    finally:
+        await shared.close()
+        await other.inner.close()
