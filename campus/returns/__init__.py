@@ -1,0 +1,1 @@
+"""Back to campus: batches, eligibility, applications, approvals by chat, arrival at the gate."""
