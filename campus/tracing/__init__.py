@@ -1,0 +1,1 @@
+"""Contact tracing from the access records, incidents, and the records' retention."""
