@@ -1,0 +1,1 @@
+"""The dashboard for the people who decide: aggregate figures per unit, with drill-down."""
