@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot import appkeys as K
+from bot import web_dashboard, web_trace
 from bot.clock import Clock, SystemClock
 from bot.dispatch.dispatcher import Dispatcher
 from bot.dispatch.locks import UserLocks
@@ -149,6 +150,8 @@ def create_app(
     app.router.add_post("/wechat", wechat_post)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/dashboard", web_dashboard.dashboard_page)
+    app.router.add_get("/trace", web_trace.trace_page)
     return app
 
 

@@ -7,6 +7,7 @@ import gc
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,6 +19,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from campus.health.services import HealthKit
+    from campus.tracing.services import TracingKit
 
 T = TypeVar("T")
 
@@ -232,9 +234,42 @@ def db_upgrade(revision: str) -> None:
     click.echo("database is up to date")
 
 
-@main.group()
-def stats() -> None:
-    """Figures for a terminal."""
+@main.group(invoke_without_command=True)
+@click.option("--unit", "unit_code", default=None, help="One unit (code) and its sub-units.")
+@click.pass_context
+def stats(ctx: click.Context, unit_code: str | None) -> None:
+    """Figures for a terminal; alone, the dashboard's headline figures."""
+    if ctx.invoked_subcommand is None:
+        click.echo(_dashboard_text(unit_code))
+
+
+def _dashboard_text(unit_code: str | None) -> str:
+    from bot.clock import SystemClock
+    from campus.dashboard import text
+    from campus.dashboard.service import DashboardRefused, DashboardService
+    from campus.links import LinkSigner
+    from storage.engine import create_engine, session_factory
+
+    settings = _settings()
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            service = DashboardService(
+                session_factory(engine),
+                LinkSigner(settings.data_key),
+                SystemClock(),
+                settings.tz,
+                settings.public_url,
+            )
+            return text.render(await service.overview(unit_code))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DashboardRefused:
+        raise click.ClickException(f"unknown unit {unit_code!r}") from None
 
 
 @stats.command("registry")
@@ -252,6 +287,29 @@ def stats_registry() -> None:
             return coverage.render(
                 await coverage.grid_coverage(sessions), await coverage.unit_coverage(sessions)
             )
+        finally:
+            await engine.dispose()
+
+    click.echo(asyncio.run(run()))
+
+
+@stats.command("returns")
+def stats_returns() -> None:
+    """Each return batch: window, quota, applied, pending, approved, rejected, arrived."""
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from campus.returns.stats import batch_progress, render
+    from storage.engine import create_engine, session_factory
+
+    settings = _settings()
+    today = dt.now(UTC).astimezone(settings.tz).date()
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return render(await batch_progress(session, unit_ids=None, today=today), today)
         finally:
             await engine.dispose()
 
@@ -276,13 +334,34 @@ def import_(kind: str, file: Path, dry_run: bool) -> None:
 
 
 @main.command("export")
-@click.argument("kind", type=click.Choice(["persons", "units", "places"]))
+@click.argument("kind", type=click.Choice(["persons", "units", "places", "menus", "orders"]))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def export(kind: str, output: Path | None) -> None:
-    """Write a registry back in its CSV format (stdout, or -o FILE)."""
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="orders: the meals' day (YYYY-MM-DD).",
+)
+@click.option("--canteen", default=None, help="orders: only this canteen's (place code).")
+def export(kind: str, output: Path | None, day: datetime | None, canteen: str | None) -> None:
+    """Write a registry back in its CSV format, or a day's meal orders (stdout, or -o FILE)."""
     from campus.registry.exporter import run_export
 
     settings = _settings()
+    if kind == "orders":
+        from campus.meals.export import run_export_orders
+
+        if day is None:
+            raise click.UsageError("export orders needs --date YYYY-MM-DD")
+        text = asyncio.run(run_export_orders(settings, day.date(), canteen))
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+        return
+    if day is not None or canteen is not None:
+        raise click.UsageError("--date and --canteen are for export orders")
     if output is None:
         asyncio.run(run_export(settings, kind, sys.stdout))
         return
@@ -501,3 +580,177 @@ def status_recompute(person_no: str) -> None:
     click.echo(f"recomputed: {computed.status.value} {sorted(r.rule for r in computed.reasons)}")
     if not result.agrees:
         sys.exit(1)
+
+
+# -- tracing and incidents (issue 10) ---------------------------------------------------------
+
+
+def _tracing(work: Callable[[TracingKit], Awaitable[T]]) -> T:
+    from campus.health.services import Words
+    from campus.rules import RulesError
+    from campus.tracing.services import standalone
+    from handlers import keywords as kw
+
+    settings = _settings()
+
+    async def run() -> T:
+        words = Words(checkin=kw.CHECKIN, ack=kw.ACK, set_status=kw.SET_STATUS)
+        async with standalone(settings, words) as kit:
+            return await work(kit)
+
+    try:
+        return asyncio.run(run())
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("trace")
+@click.argument("person_no")
+@click.option("--days", type=click.IntRange(1, 365), default=None, help="Default: rules file.")
+@click.option("--margin", type=click.IntRange(0, 1440), default=None, help="Minutes.")
+@click.option("--subtree/--same-place", default=None, help="Match the whole building.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--by", "actor", default="cli", show_default=True, help="Who asked (audit).")
+def trace(
+    person_no: str,
+    days: int | None,
+    margin: int | None,
+    subtree: bool | None,
+    csv_file: Path | None,
+    actor: str,
+) -> None:
+    """Everyone who shared a place with PERSON_NO, most exposed first (the read is audited).
+
+    --csv writes every encounter (full names) to FILE; the terminal gets the ranked list.
+    """
+    from campus.tracing.service import TraceRefused, write_csv
+
+    result = _tracing(
+        lambda kit: kit.tracing.run(
+            person_no, actor=f"cli:{actor}"[:100], days=days, margin=margin, subtree=subtree
+        )
+    )
+    if result is TraceRefused.UNKNOWN_PERSON:
+        raise click.ClickException(f"no person with number {person_no!r}")
+    if isinstance(result, TraceRefused):
+        raise click.ClickException("bad --days or --margin")
+    tz = _settings().tz
+    click.echo(
+        f"{result.case.person_no}: {len(result.contacts)} contacts, "
+        f"{result.window.since.astimezone(tz):%Y-%m-%d %H:%M} – "
+        f"{result.window.until.astimezone(tz):%Y-%m-%d %H:%M}, margin {result.margin_minutes} min"
+    )
+    for rank, c in enumerate(result.contacts, 1):
+        e = c.main
+        click.echo(
+            f"{rank:>5} {c.person_no:<12} {c.overlap_minutes:>5} min  {e.place_code:<12} "
+            f"{e.overlap_from.astimezone(tz):%Y-%m-%d %H:%M}  ({len(c.encounters)} encounters)"
+        )
+    if csv_file is not None:
+        with open(csv_file, "w", encoding="utf-8", newline="") as out:
+            rows = write_csv(result, out, tz)
+        click.echo(f"{rows} encounters written to {csv_file}")
+
+
+@main.group()
+def incident() -> None:
+    """Incidents: open (red, trace, notify), mark close contacts (yellow), show, close."""
+
+
+def _incident_error(refusal: object, what: str) -> click.ClickException:
+    reason = getattr(getattr(refusal, "reason", None), "value", "refused")
+    number = getattr(refusal, "incident_id", None)
+    suffix = f" (incident {number})" if number else ""
+    return click.ClickException(f"{what}: {reason}{suffix}")
+
+
+@incident.command("open")
+@click.argument("person_no")
+@click.argument("note", nargs=-1, required=True)
+@click.option("--days", type=click.IntRange(1, 365), default=None)
+@click.option("--margin", type=click.IntRange(0, 1440), default=None)
+@click.option("--by", "actor", default="cli", show_default=True, help="Who decided (audit).")
+def incident_open(
+    person_no: str, note: tuple[str, ...], days: int | None, margin: int | None, actor: str
+) -> None:
+    """Open an incident for PERSON_NO: red with NOTE, trace, tell them and their units."""
+    from campus.tracing.incidents import Opened
+
+    result = _tracing(
+        lambda kit: kit.incidents.open(
+            person_no, " ".join(note), actor=f"cli:{actor}"[:100], days=days, margin=margin
+        )
+    )
+    if not isinstance(result, Opened):
+        raise _incident_error(result, f"cannot open an incident for {person_no!r}")
+    click.echo(
+        f"incident {result.incident_id}: {result.trace.case.person_no} "
+        f"{result.before.value} -> {result.after.value}, {len(result.trace.contacts)} contacts"
+    )
+
+
+@incident.command("mark")
+@click.argument("incident_id", type=int)
+@click.argument("person_nos", nargs=-1)
+@click.option("--all", "everyone", is_flag=True, help="Every contact not marked yet.")
+@click.option("--by", "actor", default="cli", show_default=True, help="Who decided (audit).")
+def incident_mark(
+    incident_id: int, person_nos: tuple[str, ...], everyone: bool, actor: str
+) -> None:
+    """Mark contacts of INCIDENT_ID close contacts (yellow, told urgently with their units)."""
+    from campus.tracing.incidents import Marked
+
+    if everyone == bool(person_nos):
+        raise click.ClickException("name the contacts' person numbers, or --all")
+    result = _tracing(
+        lambda kit: kit.incidents.mark(
+            incident_id, None if everyone else list(person_nos), actor=f"cli:{actor}"[:100]
+        )
+    )
+    if not isinstance(result, Marked):
+        raise _incident_error(result, f"cannot mark contacts of incident {incident_id}")
+    click.echo(f"marked {len(result.marked)}: {' '.join(result.marked)}")
+    if result.already:
+        click.echo(f"marked before: {' '.join(result.already)}")
+    if result.not_contacts:
+        click.echo(f"not contacts: {' '.join(result.not_contacts)}")
+
+
+@incident.command("close")
+@click.argument("incident_id", type=int)
+@click.argument("note", nargs=-1)
+@click.option("--by", "actor", default="cli", show_default=True, help="Who decided (audit).")
+def incident_close(incident_id: int, note: tuple[str, ...], actor: str) -> None:
+    """Close INCIDENT_ID (recorded in its log; statuses stay as they are)."""
+    from campus.tracing.incidents import IncidentView
+
+    result = _tracing(
+        lambda kit: kit.incidents.close(incident_id, " ".join(note), actor=f"cli:{actor}"[:100])
+    )
+    if not isinstance(result, IncidentView):
+        raise _incident_error(result, f"cannot close incident {incident_id}")
+    click.echo(f"incident {incident_id} closed")
+
+
+@incident.command("show")
+@click.argument("incident_id", type=int)
+@click.option("--by", "actor", default="cli", show_default=True, help="Who asked (audit).")
+def incident_show(incident_id: int, actor: str) -> None:
+    """INCIDENT_ID: its case, contacts (marked or not) and its log (the read is audited)."""
+    from campus.tracing.incidents import IncidentView
+
+    view = _tracing(lambda kit: kit.incidents.show(incident_id, actor=f"cli:{actor}"[:100]))
+    if not isinstance(view, IncidentView):
+        raise _incident_error(view, f"no incident {incident_id}")
+    tz = _settings().tz
+    click.echo(f"incident {view.incident_id} ({view.state}): {view.person_no} {view.note}")
+    for c in view.contacts:
+        marked = f"marked {c.marked_at.astimezone(tz):%m-%d %H:%M}" if c.marked_at else ""
+        click.echo(
+            f"{c.rank:>5} {c.person_no:<12} {c.overlap_minutes:>5} min  {c.place_name}  "
+            f"{c.first_at.astimezone(tz):%Y-%m-%d %H:%M}  {marked}"
+        )
+    for line in view.log:
+        click.echo(
+            f"  {line.at.astimezone(tz):%Y-%m-%d %H:%M} {line.actor} {line.action} {line.detail}"
+        )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import logging
 import secrets
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -107,6 +111,8 @@ async def seed(settings: Settings) -> None:
     finally:
         await engine.dispose()
     if seeded:
+        await seed_menus(settings)  # a reused data folder gets today's menus too
+        await seed_returns(settings)  # ... and return batches open around today
         return
     folder = resources.files("bot") / "demo_seed"
     for kind in SEED_FILES:
@@ -115,6 +121,95 @@ async def seed(settings: Settings) -> None:
         if report.errors:
             raise RuntimeError(f"demo seed {kind}.csv is invalid: {report.errors[:3]}")
     log.info("seeded the demo campus")
+    await seed_menus(settings)
+    await seed_returns(settings)
+
+
+async def seed_menus(settings: Settings, today: date | None = None) -> None:
+    """The demo menus, so that they never go stale: menus.csv's dates count from its first
+    date, which becomes today (campus time). Imported at every start (an idempotent upsert)."""
+    from campus.registry.importer import run_import
+
+    today = today or datetime.now(settings.tz).date()
+    text = (resources.files("bot") / "demo_seed" / "menus.csv").read_text(encoding="utf-8")
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    column = header.index("date")
+    first = min(date.fromisoformat(row[column]) for row in rows)
+    for row in rows:
+        row[column] = (today + (date.fromisoformat(row[column]) - first)).isoformat()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "menus.csv"
+        with path.open("w", encoding="utf-8", newline="") as fp:
+            csv.writer(fp, lineterminator="\n").writerows([header, *rows])
+        report = await run_import(settings, "menus", path, dry_run=False)
+    if report.errors:  # the demo runs on without a fresh menu rather than not at all
+        log.warning("demo menus not seeded: %s", report.errors[:3])
+
+
+DEMO_STREAK_DAYS = 14
+# Left without check-in history, so the demo shows what an ineligible student is told.
+DEMO_NO_HISTORY = frozenset({"S2101005"})
+
+
+async def seed_returns(settings: Settings, today: date | None = None) -> None:
+    """The demo's return batches, never stale: batches.csv's dates move together so that its
+    first window opened yesterday (campus time); imported at every start (an idempotent
+    upsert). The demo's students get two weeks of normal check-ins, so they may apply."""
+    from campus.registry.importer import import_rows
+    from storage.engine import create_engine, session_factory
+    from storage.models import HealthReport
+
+    today = today or datetime.now(settings.tz).date()
+    text = (resources.files("bot") / "demo_seed" / "batches.csv").read_text(encoding="utf-8")
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    start, end = header.index("arrive_from"), header.index("arrive_to")
+    first = min(date.fromisoformat(row[start]) for row in rows)
+    shift = (today - timedelta(days=1)) - first
+    lines = []
+    for number, row in enumerate(rows, start=2):
+        for column in (start, end):
+            row[column] = (date.fromisoformat(row[column]) + shift).isoformat()
+        lines.append((number, dict(zip(header, row, strict=True))))
+    engine = create_engine(settings.database_url)
+    try:
+        sessions = session_factory(engine)
+        vault = DataVault.from_setting(settings.data_key)
+        report = await import_rows(sessions, vault, "batches", lines)
+        if report.errors:
+            log.warning("demo batches not seeded: %s", report.errors[:3])
+        now = datetime.now(UTC)
+        async with sessions.begin() as session:
+            students = [
+                pid
+                for pid, no in await session.execute(
+                    select(Person.id, Person.person_no).where(Person.category == "student")
+                )
+                if no not in DEMO_NO_HISTORY
+            ]
+            have = set(
+                (
+                    await session.execute(
+                        select(HealthReport.person_id, HealthReport.day).where(
+                            HealthReport.day >= today - timedelta(days=DEMO_STREAK_DAYS)
+                        )
+                    )
+                ).all()
+            )
+            for pid in students:
+                for back in range(1, DEMO_STREAK_DAYS + 1):
+                    day = today - timedelta(days=back)
+                    if (pid, day) not in have:
+                        session.add(
+                            HealthReport(
+                                person_id=pid,
+                                day=day,
+                                temperature=365,
+                                location="campus",
+                                submitted_at=now - timedelta(days=back),
+                            )
+                        )
+    finally:
+        await engine.dispose()
 
 
 async def _sync_menu_when_listening(app: web.Application) -> None:

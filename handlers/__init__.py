@@ -12,15 +12,19 @@ from bot.i18n import N_
 from handlers import (
     bind,
     checkin,
+    dashboard,
     guard,
     help,
+    meals,
     my_unit,
     notify,
     passcode,
     place,
     receipts,
     register,
+    returns,
     status,
+    tracing,
 )
 from handlers import keywords as kw
 from handlers.commands import Command
@@ -81,6 +85,56 @@ COMMANDS: tuple[Command, ...] = (
         bound=True,
         roles=frozenset({"health_officer"}),
     ),
+    Command(
+        kw.TRACE,
+        N_("who shared a place with a person (contact tracing)"),
+        N_("<person no.> [days]"),
+        bound=True,
+        roles=frozenset({"health_officer"}),
+    ),
+    Command(
+        kw.INCIDENT,
+        N_("open an incident (red, trace, close contacts); send it alone for more"),
+        N_("<person no.> <note>"),
+        bound=True,
+        roles=frozenset({"health_officer"}),
+    ),
+    Command(
+        kw.DASHBOARD,
+        N_("a link to the dashboard of your units (valid 15 minutes)"),
+        bound=True,
+        roles=frozenset({"responsible", "health_officer", "admin"}),
+    ),
+    meals.MealCommand(kw.MEAL, N_("order a meal (back on campus, or staff)"), bound=True),
+    meals.MealCommand(kw.MY_ORDERS, N_("your meal orders, to see or cancel"), bound=True),
+    Command(
+        kw.ORDERS,
+        N_("meal orders per slot, item and building"),
+        N_("[tomorrow | YYYY-MM-DD]"),
+        bound=True,
+        roles=frozenset({"canteen"}),
+    ),
+    Command(kw.RETURN, N_("apply to return to campus; see, change or withdraw it"), bound=True),
+    Command(
+        kw.PENDING,
+        N_("return applications waiting for your approval"),
+        bound=True,
+        roles=frozenset({"responsible"}),
+    ),
+    Command(
+        kw.APPROVE_RETURN,
+        N_("approve a return application"),
+        N_("A<application no.>"),
+        bound=True,
+        roles=frozenset({"responsible"}),
+    ),
+    Command(
+        kw.REJECT_RETURN,
+        N_("reject a return application, with the reason"),
+        N_("A<application no.> <reason>"),
+        bound=True,
+        roles=frozenset({"responsible"}),
+    ),
     Command(kw.HELP, N_("list what you can send")),
     Command(kw.CANCEL, N_("stop the current step")),
 )
@@ -95,6 +149,7 @@ def build_router() -> Router:
     r.add(help.show_help, keywords=kw.HELP.words, menu_keys=[kw.MENU_HELP])
     r.add(help.switch_language, keywords=[kw.ENGLISH, kw.CHINESE])
     r.add(status.acknowledge, keywords=kw.ACK.words)  # a warning's tap, whatever the step
+    r.add(meals.cancel_order, keywords=kw.CANCEL_ORDER.words)  # a tap in my orders, likewise
     # 2. Conversation steps.
     r.add(bind.got_person_no, state=bind.PERSON_NO)
     r.add(bind.got_id_tail, state=bind.ID_TAIL)
@@ -111,17 +166,40 @@ def build_router() -> Router:
     r.add(checkin.got_location, state=checkin.LOCATION)
     r.add(checkin.got_region, state=checkin.REGION)
     r.add(checkin.got_exposure, state=checkin.EXPOSURE)
+    r.add(meals.got_slot, state=meals.SLOT)
+    r.add(meals.got_canteen, state=meals.CANTEEN)
+    r.add(meals.got_item, state=meals.ITEM)
+    r.add(meals.got_quantity, state=meals.QUANTITY)
+    r.add(meals.got_confirm, state=meals.CONFIRM)
+    r.add(returns.got_batch, state=returns.BATCH)
+    r.add(returns.got_date, state=returns.DATE)
+    r.add(returns.got_transport, state=returns.TRANSPORT)
+    r.add(returns.got_number, state=returns.NUMBER)
+    r.add(returns.got_region, state=returns.REGION)
+    r.add(returns.got_confirm, state=returns.CONFIRM)
+    r.add(returns.got_reject_reason, state=returns.REJECT_REASON)
     # 3. Entry points.
     r.add(bind.start, keywords=kw.BIND.words)
     r.add(bind.start_unbind, keywords=kw.UNBIND.words)
     r.add(register.start, keywords=kw.REGISTER.words)
+    # Before the registration's: `approve A12` is an application, `approve 12` is handed on.
+    r.add(returns.approve, keywords=kw.APPROVE_RETURN.words)
+    r.add(returns.reject, keywords=kw.REJECT_RETURN.words)
+    r.add(returns.pending, keywords=kw.PENDING.words)
+    r.add(returns.start, keywords=kw.RETURN.words, menu_keys=[kw.MENU_RETURN])
     r.add(register.approve, keywords=kw.APPROVE_REG.words)
     r.add(register.reject, keywords=kw.REJECT_REG.words)
     r.add(checkin.start, keywords=kw.CHECKIN.words, menu_keys=[kw.MENU_CHECKIN])
     r.add(status.show_status, keywords=kw.STATUS.words, menu_keys=[kw.MENU_MY_STATUS])
     r.add(status.set_status, keywords=kw.SET_STATUS.words)
+    r.add(tracing.trace, keywords=kw.TRACE.words)
+    r.add(tracing.incident, keywords=kw.INCIDENT.words)
     r.add(notify.notify, keywords=kw.NOTIFY.words)
     r.add(my_unit.my_unit, keywords=[*kw.MY_UNIT.words, "my unit"])
+    r.add(dashboard.dashboard_link, keywords=kw.DASHBOARD.words)
+    r.add(meals.start, keywords=kw.MEAL.words, menu_keys=[kw.MENU_MEALS])
+    r.add(meals.my_orders, keywords=[*kw.MY_ORDERS.words, "my orders"])
+    r.add(meals.canteen_orders, keywords=kw.ORDERS.words)
     r.add(passcode.show_code, keywords=kw.CODE.words, menu_keys=[kw.MENU_MY_CODE])
     r.add(guard.verify, menu_keys=[kw.MENU_VERIFY])
     r.add(guard.on_duty, keywords=kw.ON_DUTY.words)

@@ -12,7 +12,7 @@ from bot.replies import Message, Text
 from bot.settings import Settings
 from bot.wechat.messages import Incoming
 from campus.access.duty import GuardDuty
-from campus.access.gate import AccessService
+from campus.access.gate import AccessService, GateNote
 from campus.access.places import PlaceInfo
 from campus.access.posters import PosterBook
 from campus.access.token import PREFIX
@@ -123,4 +123,19 @@ async def verify(
         return Text(_("Your post is no longer on record. Please go on duty again."))
     assert user.person_id is not None  # is_guard: bound
     decision = await access.scan(scanned, place, user.person_id, post.direction)
-    return Text(for_guard(decision, settings.tz, _))
+    text = for_guard(decision, settings.tz, _)
+    if decision.note is not None:
+        text += "\n" + arrival_line(decision.note, _)
+    return Text(text)
+
+
+def arrival_line(note: GateNote, _: Translate) -> str:
+    """The return feature's word on a gate entry (issue 8)."""
+    day = str(note.day) if note.day else ""
+    if note.arrived:
+        return _("Return to campus: arrival recorded.")
+    if note.problem == "pending":
+        return _("Return to campus: their application is not approved yet.")
+    if note.problem == "too_early":
+        return _("Return to campus: approved for {date}, too early to arrive.", date=day)
+    return _("Return to campus: approved for {date}, which has passed.", date=day)

@@ -40,6 +40,25 @@ REJECT_REG = Keyword("驳回登记", "reject")
 MY_UNIT = Keyword(
     "我的单位", "myunit"
 )  # "my unit" (two words) is routed too  # responsible persons: their units at a glance
+DASHBOARD = Keyword("统计", "dashboard")  # a signed link to the dashboard (issue 11)
+# Return to campus (issue 8): approvers send `同意 A12` / `驳回 A12 <reason>`; the English
+# words are the registration's too, told apart by the application's `A` (handlers/returns.py).
+APPROVE_RETURN = Keyword("同意", "approve")
+REJECT_RETURN = Keyword("驳回", "reject")
+PENDING = Keyword("待审批", "pending")
+# Meals (issue 9): "my orders" (two words) is routed too; `取消订单 <no.>` cancels an order
+# (one English word: `cancel` alone stops a conversation); canteen staff send `订单汇总`.
+MY_ORDERS = Keyword("我的订单", "myorders")
+CANCEL_ORDER = Keyword("取消订单", "cancelorder")
+ORDERS = Keyword("订单汇总", "orders")
+# Tracing (issue 10), health officers only: `追踪 <person_no> [days]`; `事件 <person_no> <note>`
+# opens an incident, `事件 标记|查看|关闭 <no.> …` marks close contacts, shows, closes it.
+TRACE = Keyword("追踪", "trace")
+INCIDENT = Keyword("事件", "incident")
+MARK_WORD = Keyword("标记", "mark")
+SHOW_WORD = Keyword("查看", "show")
+CLOSE_WORD = Keyword("关闭", "close")
+ALL_WORD = Keyword("全部", "all")
 ENGLISH = "english"
 CHINESE = "中文"
 

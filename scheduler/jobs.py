@@ -21,8 +21,13 @@ from bot.clock import Clock, utcnow
 from bot.keyspace import Keyspace
 from bot.kv import KV
 from bot.settings import Settings
+from campus.meals.deadlines import push_final_counts
+from campus.meals.rules import parse_meal_rules
 from campus.notifications import Notifications
 from campus.registration import expire_and_remind
+from campus.returns.applications import ReturnService
+from campus.returns.approvals import Words as ReturnWords
+from campus.returns.services import return_service
 from campus.rules import Rules
 from scheduler import health
 from storage import outbox
@@ -94,6 +99,51 @@ async def registration_expiry(ctx: JobContext) -> str:
     return f"{reminded} reminders queued, {expired} registrations expired"
 
 
+async def meals_deadline_push(ctx: JobContext) -> str:
+    """Push each meal slot's final counts to canteen staff once its ordering deadline passed."""
+    rules = parse_meal_rules(ctx.rules.sections.get("meals"), ctx.rules.source)
+    slots, queued = await push_final_counts(
+        ctx.sessions, ctx.notifications, rules, ctx.settings.tz, ctx.now()
+    )
+    return f"{slots} meal slots closed, {queued} pushes queued"
+
+
+def _returns(ctx: JobContext) -> ReturnService:
+    from handlers import keywords as kw
+
+    return return_service(
+        ctx.sessions,
+        ctx.notifications,
+        ctx.rules.sections,
+        ctx.rules.source,
+        ctx.clock,
+        ctx.settings.tz,
+        ReturnWords(kw.APPROVE_RETURN.text, kw.REJECT_RETURN.text),
+    )
+
+
+async def returns_remind(ctx: JobContext) -> str:
+    """Remind approvers of return applications unanswered too long; then escalate one unit up."""
+    reminded, escalated = await _returns(ctx).remind_and_escalate(ctx.now())
+    return f"{reminded} return applications reminded, {escalated} escalated"
+
+
+async def returns_auto_approve(ctx: JobContext) -> str:
+    """Approve the pending return applications the rules file's auto-approval rule admits."""
+    approved = await _returns(ctx).auto_approve(ctx.now())
+    return f"{approved} return applications auto-approved"
+
+
+async def access_retention(ctx: JobContext) -> str:
+    """Delete access records older than the rules file's tracing.retention_days."""
+    from campus.tracing.retention import purge_access_records
+    from campus.tracing.rules import tracing_rules
+
+    days = tracing_rules(ctx.rules.sections, ctx.rules.source).retention_days
+    deleted = await purge_access_records(ctx.sessions, ctx.now(), days)
+    return f"{deleted} access records older than {days} days deleted"
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -131,6 +181,26 @@ JOBS: dict[str, Job] = {
             "registration_expiry",
             registration_expiry,
             "remind temporary persons and hosts 3 days ahead; expire those past valid_until",
+        ),
+        Job(
+            "access_retention",
+            access_retention,
+            "delete access records older than the retention period (tracing.retention_days)",
+        ),
+        Job(
+            "returns_remind",
+            returns_remind,
+            "remind approvers of return applications unanswered too long, then escalate",
+        ),
+        Job(
+            "returns_auto_approve",
+            returns_auto_approve,
+            "approve pending return applications the auto-approval rule admits",
+        ),
+        Job(
+            "meals_deadline_push",
+            meals_deadline_push,
+            "push each meal slot's final counts to canteen staff at its ordering deadline",
         ),
     )
 }

@@ -237,6 +237,7 @@ class AccessRecord(Base):
     __table_args__ = (
         Index("ix_access_records_person_at", "person_id", "at"),
         Index("ix_access_records_place_at", "place_id", "at"),
+        Index("ix_access_records_at", "at"),  # the retention purge (migration 0008)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -281,7 +282,10 @@ class HealthReport(Base):
     replaced one is kept in health_report_revisions)."""
 
     __tablename__ = "health_reports"
-    __table_args__ = (UniqueConstraint("person_id", "day"),)
+    __table_args__ = (
+        UniqueConstraint("person_id", "day"),
+        Index("ix_health_reports_day_person_id", "day", "person_id"),  # the dashboard (0009)
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import cast
+from typing import Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, case, insert, or_, select, update
@@ -44,6 +44,28 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class GateNote:
+    """What the return feature says of a guard-scanned entry at a gate (campus/returns/arrival.py).
+
+    `arrived`: the arrival was recorded now. Otherwise the entry is refused (NOT_RETURNED) and
+    `problem` says why: pending (not approved yet), too_early, too_late (`day`: the approved day).
+    """
+
+    arrived: bool
+    problem: str = ""
+    day: date | None = None
+
+
+class GateHook(Protocol):
+    """Asked, inside the scan's transaction, about a guard-scanned entry at a gate by a person
+    not back on campus yet; None leaves the decision to the place's policy."""
+
+    async def __call__(
+        self, session: AsyncSession, person_id: int, place: PlaceInfo, at: datetime
+    ) -> GateNote | None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     direction: str
@@ -53,6 +75,7 @@ class Decision:
     identity: Identity | None = None  # None when the code did not verify
     status: str = ""  # the live status, for the person's own reply only (self check-in)
     policy: Policy | None = None
+    note: GateNote | None = None  # what the gate hook said (a return to campus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,8 @@ class AccessService:
         self._clock = clock
         self._tz = tz
         self._batches: Batcher[_Attempt, Decision] = Batcher(self._settle)
+        # Arrival at a gate (the return feature); set by bot/services.py.
+        self.gate_hook: GateHook | None = None
 
     async def scan(self, token: str, place: PlaceInfo, guard_id: int, direction: str) -> Decision:
         """A guard on duty at `place` scanned `token`."""
@@ -121,6 +146,7 @@ class AccessService:
             persons = await _load_persons(session, ids) if ids else {}
             for attempt in attempts:
                 decision = self._decide(attempt, persons)
+                decision = await self._at_gate(session, attempt, persons, decision)
                 decision = await self._count(session, decision)
                 decisions.append(decision)
                 known = decision.identity is not None
@@ -168,6 +194,33 @@ class AccessService:
             person.subject.status,
             policy,
         )
+
+    async def _at_gate(
+        self,
+        session: AsyncSession,
+        attempt: _Attempt,
+        persons: dict[int, _Person],
+        decision: Decision,
+    ) -> Decision:
+        """A guard's entry scan at a gate of a person not back yet: ask the gate hook."""
+        if (
+            self.gate_hook is None
+            or not decision.allowed
+            or attempt.method != GUARD
+            or attempt.direction != IN
+            or attempt.place.kind != "gate"
+            or attempt.person_id is None
+        ):
+            return decision
+        person = persons.get(attempt.person_id)
+        if person is None or person.subject.returned_at is not None:
+            return decision
+        note = await self.gate_hook(session, attempt.person_id, attempt.place, attempt.at)
+        if note is None:
+            return decision
+        if note.arrived:
+            return replace(decision, note=note)
+        return replace(decision, allowed=False, reason=Reason.NOT_RETURNED, note=note)
 
     async def _count(self, session: AsyncSession, decision: Decision) -> Decision:
         """Move the occupancy of a place with a capacity; a full place turns a pass to ⛔."""
@@ -277,4 +330,15 @@ async def occupancy(sessions: async_sessionmaker[AsyncSession], place_id: int, t
     return int(row[0]) if row is not None and row[1] == today else 0
 
 
-__all__ = ["GUARD", "IN", "OUT", "SELF", "AccessService", "Decision", "Identity", "occupancy"]
+__all__ = [
+    "GUARD",
+    "IN",
+    "OUT",
+    "SELF",
+    "AccessService",
+    "Decision",
+    "GateHook",
+    "GateNote",
+    "Identity",
+    "occupancy",
+]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from bot.settings import Settings
 from campus import audit
+from campus.meals.menus import menu_rows
 from campus.registry.csvfile import row_writer
 from campus.registry.database import DatabaseNotReady, open_database
 from campus.registry.fields import canonical_roles
@@ -55,6 +56,8 @@ async def export_rows(
             rows = _units(session)
         elif kind == "places":
             rows = _places(session)
+        elif kind == "menus":
+            rows = menu_rows(session)
         else:
             rows = _persons(session, vault)
         write = row_writer(out, COLUMNS[kind])

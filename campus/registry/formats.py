@@ -20,10 +20,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "home_place_code",
         "locale",
     ),
+    "menus": ("canteen_code", "date", "slot", "item_code", "name", "price_cents", "capacity"),
+    "batches": ("code", "name", "kind", "unit_codes", "arrive_from", "arrive_to", "daily_quota"),
 }
-# Registries of later features: the CLI accepts the names, the importer says they are not ready.
-LATER_KINDS = ("batches", "menus")
-
 CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 PERSON_NO = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_NAME = 200

@@ -13,14 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.settings import Settings
 from campus import audit
 from campus.access.policies import parse_policies
+from campus.meals.menus import MenuPlan, prepare_menus
 from campus.registry.csvfile import CsvError, Rows, read_rows
 from campus.registry.database import DatabaseNotReady, open_database
-from campus.registry.formats import COLUMNS, KNOWN_POLICIES, LATER_KINDS
+from campus.registry.formats import COLUMNS, KNOWN_POLICIES
 from campus.registry.persons import PersonPlan, prepare_persons
 from campus.registry.places import PlacePlan, prepare_places
 from campus.registry.progress import Progress, default_progress, no_progress
 from campus.registry.report import ImportReport
 from campus.registry.units import UnitPlan, prepare_units
+from campus.returns.batches import BatchPlan, prepare_batches
 from campus.rules import RulesError, load_rules
 from campus.secrets import CannotDecrypt, DataVault
 
@@ -136,7 +138,11 @@ async def _prepare(
     rows: Rows,
     report: ImportReport,
     policies: Collection[str],
-) -> UnitPlan | PlacePlan | PersonPlan:
+) -> UnitPlan | PlacePlan | PersonPlan | MenuPlan | BatchPlan:
+    if kind == "menus":
+        return await prepare_menus(session, rows, report)
+    if kind == "batches":
+        return await prepare_batches(session, rows, report)
     if kind == "units":
         return await prepare_units(session, rows, report)
     if kind == "places":
@@ -146,8 +152,5 @@ async def _prepare(
 
 def _unavailable(kind: str, dry_run: bool) -> ImportReport:
     report = ImportReport(kind, dry_run=dry_run)
-    if kind in LATER_KINDS:
-        report.fail(f"import of {kind} is not available yet")
-    else:
-        report.fail(f"unknown registry {kind!r} (one of {', '.join(COLUMNS)})")
+    report.fail(f"unknown registry {kind!r} (one of {', '.join(COLUMNS)})")
     return report

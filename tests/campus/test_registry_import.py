@@ -517,12 +517,6 @@ async def test_malformed_quoting_names_its_line(registry: Registry) -> None:
     assert report.errors[0].startswith("line 2: malformed CSV")
 
 
-@pytest.mark.parametrize("kind", ["batches", "menus"])
-async def test_later_registries_are_not_available_yet(registry: Registry, kind: str) -> None:
-    report = await import_rows(registry.sessions, registry.vault, kind, [], dry_run=False)
-    assert report.errors == [f"import of {kind} is not available yet"]
-
-
 async def test_data_that_cannot_be_decrypted_is_an_error(registry: Registry) -> None:
     await registry.campus()
     await registry.load("persons", [registry.person(1)])
