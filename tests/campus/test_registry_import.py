@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from bot.settings import Settings
 from campus.registry.bulk import Advance
-from campus.registry.importer import import_rows, run_import
+from campus.registry.importer import run_import
 from campus.secrets import DataVault
 from storage.models import AuditEntry, Person
 
