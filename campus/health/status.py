@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from enum import Enum
 from zoneinfo import ZoneInfo
 
@@ -134,35 +135,8 @@ class StatusService:
             person = await store.find_person(session, person_no)
             if person is None:
                 return OverrideResult(OverrideOutcome.UNKNOWN_PERSON)
-            after = Standing(status, now, (Reason("override", "override", day, note=note),))
-            await store.save_state(
-                session,
-                person,
-                {
-                    "reasons": reasons_to_text(after.reasons),
-                    "rule_version": self.rules.version,
-                    "missed_days": 0,
-                    "floor_at": now,
-                },
-                now,
-            )
-            await store.set_status(
-                session,
-                person.person_id,
-                person.status,
-                after,
-                day=day,
-                now=now,
-                cause="override",
-                rule_version=self.rules.version,
-                actor=actor,
-            )
-            audit.record(
-                session,
-                actor,
-                "status_override",
-                person.person_id,
-                f"{person.status.value} -> {status.value}: {note}",
+            after = await record_override(
+                session, person, status, note, actor=actor, now=now, day=day, rules=self.rules
             )
             _ = translator(person.locale)
             await self._notifications.enqueue(
@@ -246,3 +220,49 @@ async def _is_officer(session: AsyncSession, person_id: int) -> bool:
         select(Person.roles).where(Person.id == person_id, Person.state == "active")
     )
     return roles is not None and OFFICER_ROLE in roles.split(";")
+
+
+async def record_override(
+    session: AsyncSession,
+    person: store.PersonHealth,
+    status: Status,
+    note: str,
+    *,
+    actor: str,
+    now: datetime,
+    day: date,
+    rules: HealthRules,
+) -> Standing:
+    """A status set by hand, in the caller's transaction: the reason is kept, reports and
+    missed days before it are no longer read, and the change is audited."""
+    after = Standing(status, now, (Reason("override", "override", day, note=note),))
+    await store.save_state(
+        session,
+        person,
+        {
+            "reasons": reasons_to_text(after.reasons),
+            "rule_version": rules.version,
+            "missed_days": 0,
+            "floor_at": now,
+        },
+        now,
+    )
+    await store.set_status(
+        session,
+        person.person_id,
+        person.status,
+        after,
+        day=day,
+        now=now,
+        cause="override",
+        rule_version=rules.version,
+        actor=actor,
+    )
+    audit.record(
+        session,
+        actor,
+        "status_override",
+        person.person_id,
+        f"{person.status.value} -> {status.value}: {note}",
+    )
+    return after

@@ -25,9 +25,10 @@ from bot.i18n import translator
 from campus import audit
 from campus.health import explain, store
 from campus.health.days import campus_day
-from campus.health.model import Reason, Standing, Status, reasons_to_text
+from campus.health.model import Standing, Status
 from campus.health.responsibles import Recipient, UnitTree
 from campus.health.rules import HealthRules
+from campus.health.status import record_override
 from campus.health.warnings import Raise, Subject, WarningService
 from campus.identity import mask_name
 from campus.notifications import MAX_TEXT_BYTES, Notifications, Push
@@ -265,39 +266,10 @@ class IncidentService:
         now: datetime,
         day: date,
     ) -> Standing:
-        """The health officer's override (campus.health.status), in this transaction: the
-        reason is kept, reports before it are no longer read, the change is audited."""
-        after = Standing(status, now, (Reason("override", "override", day, note=note),))
-        await store.save_state(
-            session,
-            person,
-            {
-                "reasons": reasons_to_text(after.reasons),
-                "rule_version": self._rules.version,
-                "missed_days": 0,
-                "floor_at": now,
-            },
-            now,
+        """The health officer's override (campus.health.status), in this transaction."""
+        return await record_override(
+            session, person, status, note, actor=actor, now=now, day=day, rules=self._rules
         )
-        await store.set_status(
-            session,
-            person.person_id,
-            person.status,
-            after,
-            day=day,
-            now=now,
-            cause="override",
-            rule_version=self._rules.version,
-            actor=actor,
-        )
-        audit.record(
-            session,
-            actor,
-            "status_override",
-            person.person_id,
-            f"{person.status.value} -> {status.value}: {note}",
-        )
-        return after
 
     # --- mark -------------------------------------------------------------------------------
 
