@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from aiohttp import web
@@ -491,7 +491,15 @@ def status_() -> None:
 
 
 def _health(work: Callable[[HealthKit], Awaitable[T]]) -> T:
-    from campus.health.services import Words, standalone
+    from campus.health.services import standalone
+
+    return _with_kit(standalone, work)
+
+
+def _with_kit(standalone: Callable[..., Any], work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` with a feature's standalone kit (its services on the configured database);
+    a bad rules file is a clear error, not a traceback."""
+    from campus.health.services import Words
     from campus.rules import RulesError
     from handlers import keywords as kw
 
@@ -586,22 +594,9 @@ def status_recompute(person_no: str) -> None:
 
 
 def _tracing(work: Callable[[TracingKit], Awaitable[T]]) -> T:
-    from campus.health.services import Words
-    from campus.rules import RulesError
     from campus.tracing.services import standalone
-    from handlers import keywords as kw
 
-    settings = _settings()
-
-    async def run() -> T:
-        words = Words(checkin=kw.CHECKIN, ack=kw.ACK, set_status=kw.SET_STATUS)
-        async with standalone(settings, words) as kit:
-            return await work(kit)
-
-    try:
-        return asyncio.run(run())
-    except RulesError as exc:
-        raise click.ClickException(str(exc)) from None
+    return _with_kit(standalone, work)
 
 
 @main.command("trace")
