@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy import event, make_url, text
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -52,7 +53,23 @@ def create_engine(url: str, *, sqlite_inloop: bool = True, **kwargs: Any) -> Asy
     # enough for the polite "try again" reply, not a request hanging for asyncpg's 60 s.
     kwargs.setdefault("pool_timeout", 10)
     kwargs.setdefault("connect_args", {"timeout": 5})
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "handle_error", _scrub_details)
+    return engine
+
+
+def _scrub_details(context: ExceptionContext) -> None:
+    """PostgreSQL's DETAIL repeats the values at fault (a duplicate key: an openid, a person
+    number), and asyncpg's exception prints it: personal data, kept out of exception texts and
+    so out of logged tracebacks, as `hide_parameters` keeps the parameters out."""
+    exc: BaseException | None = context.original_exception
+    for _ in range(5):  # the driver's exception is one or two causes down
+        if exc is None:
+            return
+        if getattr(exc, "detail", None):
+            with contextlib.suppress(AttributeError):
+                exc.detail = None  # type: ignore[attr-defined]
+        exc = exc.__cause__ or exc.__context__
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -254,11 +254,6 @@ async def test_sql_parameters_stay_out_of_errors_on_sqlite(tmp_path: Path) -> No
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="open gap (docs/security.md): PostgreSQL's DETAIL names the duplicate value, and "
-    "asyncpg's exception, chained under SQLAlchemy's, carries it into a logged traceback",
-)
 async def test_sql_values_stay_out_of_logged_tracebacks_on_postgresql(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     try:
