@@ -477,8 +477,11 @@ async def reject(
     reason = parts[1] if len(parts) > 1 else ""
     if not reason:
         number = parse_ref(first, bare_digits=True)
-        if number is None or not user.bound:
+        if number is None or user.person_id is None or user.state != "active":
             return await _decide(first, "", user, returns, _, approve=False)
+        refused = await returns.waits_for(user.person_id, number)
+        if refused is not None:  # say so now, rather than ask for a reason first
+            return _decided(refused, number, _)
         conv.goto(REJECT_REASON, application=number)
         return Text(
             _(
@@ -523,6 +526,10 @@ async def _decide(
         except ValueError:
             return Text(_("Please send the reason in plain words, at most 200 characters."))
     decision = await returns.decide(user.person_id, number, approve, reason)
+    return _decided(decision, number, _)
+
+
+def _decided(decision: Decision, number: int, _: Translate) -> Message:
     match decision:
         case Decision.APPROVED:
             return Text(_("Approved {ref}. The student has been told.", ref=ref(number)))

@@ -393,6 +393,11 @@ class ReturnService:
                 now=self.now(),
             )
 
+    async def waits_for(self, person_id: int, application_id: int) -> Decision | None:
+        """None when the application waits for this person's decision; else why not."""
+        async with self._sessions() as session:
+            return await approvals.waits_for(session, person_id, application_id)
+
     async def pending(self, person_id: int) -> tuple[list[PendingItem], int]:
         async with self._sessions() as session:
             return await approvals.pending_for(session, self.rules, person_id)

@@ -420,6 +420,21 @@ async def decide(
     return Decision.APPROVED
 
 
+async def waits_for(session: AsyncSession, person_id: int, application_id: int) -> Decision | None:
+    """None when the application waits for this person's decision now; else why not."""
+    app = await session.get(ReturnApplication, application_id)
+    if app is None or app.state != "pending":
+        return Decision.NOT_PENDING
+    asked = await session.scalar(
+        select(ReturnApprover.person_id).where(
+            ReturnApprover.application_id == app.id,
+            ReturnApprover.step == app.step,
+            ReturnApprover.person_id == person_id,
+        )
+    )
+    return None if asked is not None else Decision.NOT_ALLOWED
+
+
 async def pending_for(
     session: AsyncSession, rules: ReturnRules, person_id: int
 ) -> tuple[list[PendingItem], int]:

@@ -247,3 +247,15 @@ async def test_a_student_unbound_mid_application_is_asked_to_bind(make_bot: Make
     reply = await wechat.say(STUDENT, "G1")
     assert "绑定" in reply and "出了点问题" not in reply
     assert "没有看懂" in await wechat.say(STUDENT, "G1")  # the application step is gone
+
+
+async def test_a_rejection_from_someone_not_asked_is_refused_before_any_reason(
+    make_bot: MakeBot,
+) -> None:
+    wechat, _clock = await _campus(make_bot)
+    assert "已提交：申请 A1" in await _apply(wechat, TODAY + timedelta(days=1))
+    # The dean is asked only at step 2: refused at once, never asked why.
+    assert await wechat.say(DEAN, "驳回 A1") == "申请 A1 不在你的待审批列表中。"
+    assert "没有看懂" in await wechat.say(DEAN, "随便什么理由")  # no reason step was opened
+    # The counsellor, who is asked, is asked for the reason.
+    assert "reason" in (await wechat.say(COUNSELLOR, "reject A1")).lower()
