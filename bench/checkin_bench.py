@@ -180,6 +180,12 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
     url: str, seconds: int, connections: int, script: str = "checkin.lua", **args: Any
 ) -> dict[str, Any]:
@@ -214,6 +220,12 @@ def main() -> None:
     p.add_argument("--json-out", default=None, help="also write the figures to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (database, logs)")
     p.add_argument("--nice", type=int, default=-10, help="niceness of servers and wrk (root)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="sample the bot with py-spy during the first check-in run; collapsed stacks to "
+        "this file (that run's figures are then not comparable)",
+    )
     p.add_argument(
         "--serve", default=str(HEALTHBOT), help="the command that runs `healthbot` (experiments)"
     )
@@ -278,17 +290,58 @@ def main() -> None:
         wrk(bot, 5, args.connections, users=WARM_USERS, prefix=WARM_PREFIX, run=100001)
         common = {"users": args.users, "prefix": PREFIX}
         log("echo")
+        echo_before = cpu_seconds(procs[1].pid)
         results["echo"] = wrk(
             echo, args.duration, args.connections, run=100002, mode="echo", **common
         )
-        log("bot: first check-in of the day")
-        results["first"] = wrk(bot, args.duration, args.connections, run=100003, **common)
-        log("bot: a second check-in the same day (replaces the first)")
-        results["second"] = wrk(bot, args.duration, args.connections, run=100004, **common)
-        log("bot: 帮助 (help) from the same users: the callback without a check-in")
-        results["help"] = wrk(
-            bot, args.duration, args.connections, "help.lua", run=100005, **common
+        pids = {"bot": procs[0].pid, "echo": procs[1].pid}
+        runs: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+            ("first", "bot: first check-in of the day", "checkin.lua", {"run": 100003}),
+            (
+                "second",
+                "bot: a second check-in the same day (replaces the first)",
+                "checkin.lua",
+                {"run": 100004},
+            ),
+            (
+                "help",
+                "bot: 帮助 (help) from the same users: the callback without a check-in",
+                "help.lua",
+                {"run": 100005},
+            ),
         )
+        before = cpu_seconds(pids["echo"])
+        results["echo"]["cpu_us"] = 1e6 * (before - echo_before) / results["echo"]["responses"]
+        for key, message, script, extra in runs:
+            log(message)
+            spy = None
+            if args.profile and key == "first":
+                spy = subprocess.Popen(
+                    [
+                        str(PY.with_name("py-spy")),
+                        "record",
+                        "--pid",
+                        str(pids["bot"]),
+                        "--rate",
+                        "500",
+                        "--format",
+                        "raw",
+                        "--nonblocking",
+                        "-o",
+                        args.profile,
+                        "--duration",
+                        str(args.duration),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            before = cpu_seconds(pids["bot"])
+            results[key] = wrk(bot, args.duration, args.connections, script, **extra, **common)
+            results[key]["cpu_us"] = (
+                1e6 * (cpu_seconds(pids["bot"]) - before) / max(1, results[key]["responses"])
+            )
+            if spy is not None:
+                spy.wait(timeout=60)
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -297,7 +350,10 @@ def main() -> None:
                 proc.wait(timeout=10)
     counts = asyncio.run(count_reports(url))
     echo_rps = results["echo"]["rps"]
-    print(f"\n{'run':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ok %':>7}{'% of echo':>11}")
+    print(
+        f"\n{'run':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'ok %':>7}{'% of echo':>11}"
+        f"{'CPU µs':>8}"
+    )
     summary: dict[str, Any] = {
         "users": args.users,
         "connections": args.connections,
@@ -315,12 +371,13 @@ def main() -> None:
         share = 100 * r["rps"] / echo_rps
         print(
             f"{label:<34}{r['rps']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{ok:>7.1f}"
-            f"{share:>10.0f}%"
+            f"{share:>10.0f}%{r['cpu_us']:>8.0f}"
         )
         summary[key] = {
             k: r[k]
             for k in ("rps", "p50_ms", "p99_ms", "responses", "matched", "non200", "socket_errors")
         }
+        summary[key]["cpu_us_per_request"] = round(r["cpu_us"], 1)
         summary[key]["share_of_echo"] = round(share / 100, 3)
     summary["target_met"] = all(summary[k]["share_of_echo"] >= 0.30 for k in ("first", "second"))
     summary["when"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -8,15 +8,19 @@ Role and state changes from a registry import reach the cache within its TTL.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.keyspace import Keyspace
 from bot.kv import KV
+from storage.batching import Batcher
+from storage.engine import write_lock
 from storage.models import Person, WeChatAccount
 
 # last_seen_at feeds WeChat's 48-hour window; writing it on every message would make each
@@ -26,8 +30,10 @@ PROFILE_TTL = 300.0
 
 
 # Every message of a user not seen for a while runs these: built once, with bound parameters.
-_PRINCIPAL = (
+# The principals wanted at the same moment are read together (see AccountService._load_many).
+_PRINCIPALS = (
     select(
+        WeChatAccount.openid,
         WeChatAccount.locale.label("account_locale"),
         WeChatAccount.last_seen_at,
         Person.id.label("person_id"),
@@ -40,7 +46,7 @@ _PRINCIPAL = (
         Person.state,
     )
     .outerjoin(Person, Person.id == WeChatAccount.person_id)
-    .where(WeChatAccount.openid == bindparam("openid"))
+    .where(WeChatAccount.openid.in_(bindparam("openids", expanding=True)))
 )
 _SEEN = (
     update(WeChatAccount)
@@ -117,6 +123,8 @@ class AccountService:
         self._default_locale = default_locale
         self._kv = kv
         self._keys = keys
+        self._engine: AsyncEngine = sessions.kw["bind"]
+        self._reads: Batcher[tuple[str, datetime], Any] = Batcher(self._load_many)
 
     def profile_key(self, openid: str) -> str | None:
         """Where the cached principal lives, so the dispatcher can read it with the state."""
@@ -137,19 +145,16 @@ class AccountService:
         return principal
 
     async def _from_database(self, openid: str, now: datetime) -> Principal:
-        async with self._sessions() as session:
-            row = (await session.execute(_PRINCIPAL, {"openid": openid})).first()
-            if row is None:
+        row = await self._reads.submit((openid, now))
+        if row is None:
+            async with self._sessions() as session:
                 session.add(WeChatAccount(openid=openid, last_seen_at=now))
                 try:
                     await session.commit()
                 except IntegrityError:
                     # Two first messages from one new follower at once: the other insert won.
                     await session.rollback()
-                return Principal(openid=openid, locale=self._default_locale)
-            if row.last_seen_at is None or now - row.last_seen_at > SEEN_GRANULARITY:
-                await session.execute(_SEEN, {"who": openid, "seen_at": now})
-                await session.commit()
+            return Principal(openid=openid, locale=self._default_locale)
         if row.person_id is None:
             return Principal(openid=openid, locale=row.account_locale or self._default_locale)
         return Principal(
@@ -163,6 +168,28 @@ class AccountService:
             unit_id=row.unit_id,
             state=row.state,
         )
+
+    async def _load_many(self, asks: Sequence[tuple[str, datetime]]) -> list[Any]:
+        """The accounts asked for at the same moment, in one read; and in one transaction, the
+        last_seen_at of those not seen for SEEN_GRANULARITY. One connection for it all: a
+        connection's checkout and return cost more than the read itself."""
+        openids = sorted({openid for openid, _ in asks})
+        async with self._engine.connect() as conn:
+            found = {
+                row.openid: row for row in await conn.execute(_PRINCIPALS, {"openids": openids})
+            }
+            seen: dict[str, datetime] = {}
+            for openid, now in asks:
+                row = found.get(openid)
+                if row is None:
+                    continue
+                if row.last_seen_at is None or now - row.last_seen_at > SEEN_GRANULARITY:
+                    seen[openid] = max(now, seen.get(openid, now))
+            if seen:
+                async with write_lock(self._engine):
+                    await conn.execute(_SEEN, [{"who": o, "seen_at": t} for o, t in seen.items()])
+                    await conn.commit()
+        return [found.get(openid) for openid, _ in asks]
 
     async def forget(self, openid: str) -> None:
         """Drop the cached principal after a change to the account or its person."""

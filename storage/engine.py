@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from contextlib import AbstractAsyncContextManager
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, make_url, text
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
@@ -29,6 +32,23 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     if not isinstance(getattr(dbapi_conn, "driver_connection", None), inloop.Connection):
         cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+_WRITE_LOCKS: WeakKeyDictionary[Any, asyncio.Lock] = WeakKeyDictionary()
+
+
+def write_lock(
+    sessions: async_sessionmaker[AsyncSession] | AsyncEngine,
+) -> AbstractAsyncContextManager[Any]:
+    """SQLite has one writer: writers of this process queue here, not in SQLite's busy
+    handler (which sleeps 1, 2, 5, 10 … ms between tries). PostgreSQL needs no such lock."""
+    bind = sessions if isinstance(sessions, AsyncEngine) else sessions.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = _WRITE_LOCKS.get(bind.sync_engine)
+    if lock is None:
+        lock = _WRITE_LOCKS[bind.sync_engine] = asyncio.Lock()
+    return lock
 
 
 def create_engine(url: str, *, sqlite_inloop: bool = True, **kwargs: Any) -> AsyncEngine:

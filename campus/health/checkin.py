@@ -8,6 +8,8 @@ lower it (a typo of 38.5 for 36.5 is corrected by a health officer's override).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import Enum
@@ -32,6 +34,7 @@ from campus.health.model import (
 )
 from campus.health.rules import HealthRules
 from campus.health.warnings import Raise, Subject, WarningService
+from storage.batching import Batcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,28 @@ class Today:
     yesterday: Report | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    person_id: int
+    draft: Draft | None  # None: same as yesterday
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A check-in decided, not yet written."""
+
+    index: int
+    person: store.PersonHealth
+    day: date
+    now: datetime
+    report: Report
+    source: str
+    todays: store.StoredReport | None  # the day's report it replaces
+    history: tuple[Report, ...]
+    assessment: Assessment
+
+
 class CheckinService:
     def __init__(
         self,
@@ -95,6 +120,7 @@ class CheckinService:
         self._warnings = warnings
         self._clock = clock
         self._tz = tz
+        self._batches: Batcher[_Ask, CheckinResult] = Batcher(self._record_many, max_batch=100)
 
     def today_is(self) -> date:
         return campus_day(clock_now(self._clock), self._tz)
@@ -113,31 +139,78 @@ class CheckinService:
         return await self._record(person_id, None)
 
     async def _record(self, person_id: int, draft: Draft | None) -> CheckinResult:
-        now = clock_now(self._clock)
-        day = campus_day(now, self._tz)
-        first = days_back(day, self.rules.lookback_days)
-        # The hot path: one query to read, one or two statements to write, one commit.
-        async with self._sessions() as session:
-            person, window = await store.load_for_checkin(
-                session, person_id, min(first, day - timedelta(days=1)), day
-            )
-            if person is None:
-                return CheckinResult(Outcome.UNKNOWN_PERSON)
+        return await self._batches.submit(_Ask(person_id, draft, clock_now(self._clock)))
+
+    async def _record_many(self, asks: Sequence[_Ask]) -> list[CheckinResult]:
+        """The check-ins that arrived together: one read, one multi-row write, one commit.
+
+        A person asking twice in one batch is served in order: their second check-in is
+        read in a second round, after the first one's writes.
+        """
+        results: dict[int, CheckinResult] = {}
+        rounds: list[list[tuple[int, _Ask]]] = []
+        for index, ask in enumerate(asks):
+            for members in rounds:
+                if all(other.person_id != ask.person_id for _, other in members):
+                    members.append((index, ask))
+                    break
+            else:
+                rounds.append([(index, ask)])
+        async with self._sessions() as session, contextlib.AsyncExitStack() as stack:
+            locked = False
+            for members in rounds:
+                plans = await self._plan(session, members, results)
+                if plans and not locked:  # writers of this process queue here (SQLite)
+                    await stack.enter_async_context(store.write_lock(self._sessions))
+                    locked = True
+                await self._write(session, plans, results)
+            if locked:
+                await session.commit()
+        return [results[index] for index in range(len(asks))]
+
+    async def _plan(
+        self,
+        session: AsyncSession,
+        members: list[tuple[int, _Ask]],
+        results: dict[int, CheckinResult],
+    ) -> list[_Plan]:
+        """Read the round's persons and decide each report (no writes yet)."""
+        plans: list[_Plan] = []
+        days = {campus_day(ask.now, self._tz) for _, ask in members}
+        first_needed = min(
+            min(days_back(day, self.rules.lookback_days), day - timedelta(days=1)) for day in days
+        )
+        found = await store.load_for_checkin(
+            session, sorted({ask.person_id for _, ask in members}), first_needed, max(days)
+        )
+        for index, ask in members:
+            now = ask.now
+            day = campus_day(now, self._tz)
+            first = days_back(day, self.rules.lookback_days)
+            entry = found.get(ask.person_id)
+            if entry is None:
+                results[index] = CheckinResult(Outcome.UNKNOWN_PERSON)
+                continue
+            person, stored = entry
             if not person.active:
-                return CheckinResult(Outcome.INACTIVE)
+                results[index] = CheckinResult(Outcome.INACTIVE)
+                continue
+            window = [r for r in stored if r.report.day <= day]
             todays = next((r for r in window if r.report.day == day), None)
             earlier = [r.report for r in window if r.report.day < day]
+            draft = ask.draft
             if draft is None:
                 yesterday = next((r for r in earlier if r.day == day - timedelta(days=1)), None)
                 if yesterday is None:
-                    return CheckinResult(Outcome.NOTHING_YESTERDAY, before=person.status)
+                    results[index] = CheckinResult(Outcome.NOTHING_YESTERDAY, before=person.status)
+                    continue
                 report, source = yesterday.same_as(day, now), "same"
             else:
                 location, region = draft.location, draft.region
                 if location is None:
                     last = todays.report if todays else (earlier[-1] if earlier else None)
                     if last is None:
-                        last = await store.latest_report(session, person_id, first)
+                        last = await store.latest_report(session, ask.person_id, first)
                     location = last.location if last else "campus"
                     region = last.region if last else ""
                 report = Report(
@@ -153,24 +226,67 @@ class CheckinService:
                 source = draft.source
             kept = [r for r in earlier if r.day >= first and _after(r, person.floor_at)]
             history = (*kept, report)
-            facts = Facts(day, report, history, 0)
-            assessment = assess(self.rules, person.standing, facts, now)
-            async with store.write_lock(self._sessions):
-                if todays is None:
-                    report_id = await store.insert_report(session, person_id, report, source)
-                else:
-                    report_id = todays.id
-                    await store.replace_report(session, todays, report, source, now)
-                await self._save(session, person, day, assessment, report_id, now)
-                await session.commit()
-        return CheckinResult(
-            Outcome.RECORDED,
-            report=report,
-            before=person.status,
-            standing=assessment.standing,
-            replaced=todays is not None,
-            fired=assessment.fired,
-            forecast=forecast(self.rules, assessment.standing, history, day, True),
+            assessment = assess(self.rules, person.standing, Facts(day, report, history, 0), now)
+            plans.append(
+                _Plan(index, person, day, now, report, source, todays, history, assessment)
+            )
+        return plans
+
+    async def _write(
+        self, session: AsyncSession, plans: list[_Plan], results: dict[int, CheckinResult]
+    ) -> None:
+        """The round's reports: replacements and plain first reports go in one statement each;
+        a report whose id a status change will point at is inserted on its own."""
+        replacements = [p for p in plans if p.todays is not None]
+        if replacements:
+            await store.replace_reports(
+                session,
+                [(p.todays, p.report, p.source) for p in replacements if p.todays is not None],
+                max(p.now for p in replacements),
+            )
+        plain = [p for p in plans if p.todays is None and not self._saves_anything(p)]
+        if plain:
+            await store.insert_reports(
+                session, [(p.person.person_id, p.report, p.source) for p in plain]
+            )
+        for plan in plans:
+            if plan.todays is not None:
+                report_id: int | None = plan.todays.id
+            elif self._saves_anything(plan):
+                report_id = await store.insert_report(
+                    session, plan.person.person_id, plan.report, plan.source
+                )
+            else:
+                report_id = None
+            if report_id is not None:
+                await self._save(
+                    session, plan.person, plan.day, plan.assessment, report_id, plan.now
+                )
+            results[plan.index] = CheckinResult(
+                Outcome.RECORDED,
+                report=plan.report,
+                before=plan.person.status,
+                standing=plan.assessment.standing,
+                replaced=plan.todays is not None,
+                fired=plan.assessment.fired,
+                forecast=forecast(
+                    self.rules, plan.assessment.standing, plan.history, plan.day, True
+                ),
+            )
+
+    def _saves_anything(self, plan: _Plan) -> bool:
+        """Whether _save would write: a green person with nothing new writes only the report."""
+        after, person = plan.assessment.standing, plan.person
+        red = self.rules.recovery[Status.RED]
+        return bool(
+            after.reasons != person.reasons
+            or person.missed_days
+            or after.status is not person.status
+            or plan.assessment.new_causes
+            or (
+                plan.assessment.awaiting_clearance
+                and plan.assessment.normal_days == red.normal_days
+            )
         )
 
     async def _save(

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     ColumnElement,
@@ -24,7 +20,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from campus.health.conditions import AllOf, AnyOf, Condition, FieldIs, Not
 from campus.health.model import (
@@ -35,6 +31,7 @@ from campus.health.model import (
     reasons_from_text,
     reasons_to_text,
 )
+from storage.engine import write_lock as write_lock  # re-exported: writers import it here
 from storage.models import (
     HealthReport,
     HealthReportRevision,
@@ -203,7 +200,8 @@ async def reports_between(
 
 
 # The check-in's statements are built once, with bound parameters: building a statement
-# costs more than SQLite takes to run it.
+# costs more than SQLite takes to run it. Check-ins arriving together are read and written
+# together (campus/health/checkin.py): one read, one multi-row insert, one commit.
 _LOAD_FOR_CHECKIN = (
     select(*PERSON_COLUMNS, *_REPORT_COLUMNS)
     .outerjoin(HealthState, HealthState.person_id == Person.id)
@@ -214,36 +212,81 @@ _LOAD_FOR_CHECKIN = (
             HealthReport.day.between(bindparam("first"), bindparam("last")),
         ),
     )
-    .where(Person.id == bindparam("person_id"))
-    .order_by(HealthReport.day)
+    .where(Person.id.in_(bindparam("person_ids", expanding=True)))
+    .order_by(Person.id, HealthReport.day)
 )
 _INSERT_REPORT = insert(HealthReport).returning(HealthReport.id)
+_INSERT_REPORTS = insert(HealthReport)  # executemany: no ids come back
+_TABLE = HealthReport.__table__
+_KEEP_REVISIONS = insert(HealthReportRevision).from_select(
+    ["report_id", *REPORT_FIELDS, "replaced_at"],
+    select(
+        HealthReport.id,
+        *(_TABLE.c[name] for name in REPORT_FIELDS),
+        bindparam("replaced_at", type_=HealthReportRevision.replaced_at.type),
+    ).where(HealthReport.id == bindparam("report_id")),
+)
+_OVERWRITE_FIELDS = (*REPORT_FIELDS[1:],)  # all but person_id
+_OVERWRITE = (
+    update(HealthReport)
+    .where(HealthReport.id == bindparam("report_id"))
+    .values(
+        {name: bindparam(f"new_{name}", type_=_TABLE.c[name].type) for name in _OVERWRITE_FIELDS}
+    )
+)
 
 
 async def load_for_checkin(
-    session: AsyncSession, person_id: int, first: date, last: date
-) -> tuple[PersonHealth | None, list[StoredReport]]:
-    """The person, their engine state and their reports of [first, last], in one query."""
-    params = {"person_id": person_id, "first": first, "last": last}
-    rows = (await session.execute(_LOAD_FOR_CHECKIN, params)).all()
-    if not rows:
-        return None, []
-    return person_from_row(rows[0]), [_stored(r) for r in rows if r.report_id is not None]
+    session: AsyncSession, person_ids: Sequence[int], first: date, last: date
+) -> dict[int, tuple[PersonHealth, list[StoredReport]]]:
+    """The persons, their engine state and their reports of [first, last], in one query."""
+    params = {"person_ids": list(person_ids), "first": first, "last": last}
+    found: dict[int, tuple[PersonHealth, list[StoredReport]]] = {}
+    conn = await session.connection()  # Core: none of the ORM's per-statement bookkeeping
+    for row in await conn.execute(_LOAD_FOR_CHECKIN, params):
+        entry = found.get(row.id)
+        if entry is None:
+            entry = found[row.id] = (person_from_row(row), [])
+        if row.report_id is not None:
+            entry[1].append(_stored(row))
+    return found
 
 
-_WRITE_LOCKS: WeakKeyDictionary[Any, asyncio.Lock] = WeakKeyDictionary()
+async def insert_report(session: AsyncSession, person_id: int, report: Report, source: str) -> int:
+    values = {**report_values(report), "person_id": person_id, "source": source, "revision": 1}
+    result = await session.execute(_INSERT_REPORT, values)
+    return int(result.scalar_one())
 
 
-def write_lock(sessions: async_sessionmaker[AsyncSession]) -> AbstractAsyncContextManager[Any]:
-    """SQLite has one writer: writers of this process queue here, not in SQLite's busy
-    handler (which sleeps 1, 2, 5, 10 … ms between tries). PostgreSQL needs no such lock."""
-    bind = sessions.kw.get("bind")
-    if bind is None or bind.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    lock = _WRITE_LOCKS.get(bind.sync_engine)
-    if lock is None:
-        lock = _WRITE_LOCKS[bind.sync_engine] = asyncio.Lock()
-    return lock
+async def insert_reports(session: AsyncSession, reports: Sequence[tuple[int, Report, str]]) -> None:
+    """First reports of the day for (person_id, report, source), in one multi-row insert."""
+    rows = [
+        {**report_values(report), "person_id": person_id, "source": source, "revision": 1}
+        for person_id, report, source in reports
+    ]
+    await (await session.connection()).execute(_INSERT_REPORTS, rows)
+
+
+async def replace_reports(
+    session: AsyncSession, replacements: Sequence[tuple[StoredReport, Report, str]], now: datetime
+) -> None:
+    """Keep each day's earlier report as a revision, then overwrite it: two statements."""
+    conn = await session.connection()
+    await conn.execute(
+        _KEEP_REVISIONS, [{"report_id": old.id, "replaced_at": now} for old, _, _ in replacements]
+    )
+    await conn.execute(
+        _OVERWRITE,
+        [
+            {
+                "report_id": old.id,
+                **{f"new_{name}": value for name, value in report_values(report).items()},
+                "new_source": source,
+                "new_revision": old.revision + 1,
+            }
+            for old, report, source in replacements
+        ],
+    )
 
 
 async def latest_report(session: AsyncSession, person_id: int, before: date) -> Report | None:
@@ -255,32 +298,6 @@ async def latest_report(session: AsyncSession, person_id: int, before: date) -> 
     )
     row = (await session.execute(stmt)).scalar_one_or_none()
     return None if row is None else report_from_row(row)
-
-
-async def insert_report(session: AsyncSession, person_id: int, report: Report, source: str) -> int:
-    values = {**report_values(report), "person_id": person_id, "source": source, "revision": 1}
-    result = await session.execute(_INSERT_REPORT, values)
-    return int(result.scalar_one())
-
-
-async def replace_report(
-    session: AsyncSession, stored: StoredReport, report: Report, source: str, now: datetime
-) -> None:
-    """Keep the day's earlier report as a revision, then overwrite it."""
-    columns = [HealthReport.__table__.c[name] for name in REPORT_FIELDS]
-    await session.execute(
-        insert(HealthReportRevision).from_select(
-            ["report_id", *REPORT_FIELDS, "replaced_at"],
-            select(
-                HealthReport.id, *columns, literal(now, HealthReportRevision.replaced_at.type)
-            ).where(HealthReport.id == stored.id),
-        )
-    )
-    await session.execute(
-        update(HealthReport)
-        .where(HealthReport.id == stored.id)
-        .values(**report_values(report), source=source, revision=stored.revision + 1)
-    )
 
 
 # --- state and status -------------------------------------------------------------------

@@ -450,3 +450,84 @@ async def test_conditions_select_in_sql_what_the_engine_selects(any_db: Campus) 
                 if conditions.holds(cond, Facts(r.day, store.report_from_row(r), (), 0))
             }
             assert in_sql == in_python, raw
+
+
+# --- check-ins that arrive together (one batch) -----------------------------------------
+
+
+async def test_check_ins_arriving_together_are_each_decided_and_written(
+    any_db: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch mixing a plain report, a fever (status change, warnings), a replacement, a
+    person asking twice and an unknown person gives each the answer it would get alone."""
+    import asyncio
+
+    from campus.health import store
+
+    c = any_db
+    reads: list[int] = []
+    load = store.load_for_checkin
+
+    async def counted(session, person_ids, first, last):  # type: ignore[no-untyped-def]
+        reads.append(len(person_ids))
+        return await load(session, person_ids, first, last)
+
+    monkeypatch.setattr(store, "load_for_checkin", counted)
+    await report(c, "S002", normal())  # to be replaced in the batch
+    c.later(minutes=5)
+    checkins = c.kit.checkins
+    results = await asyncio.gather(
+        checkins.submit(c.ids["S001"], normal()),
+        checkins.submit(c.ids["T001"], fever(382)),
+        checkins.submit(c.ids["S002"], normal(contact=True)),
+        checkins.submit(c.ids["W001"], normal()),
+        checkins.submit(c.ids["W001"], fever(379)),  # the same person again: replaces
+        checkins.submit(999_999, normal()),
+        checkins.same_as_yesterday(c.ids["P001"]),  # nothing yesterday
+    )
+    s001, t001, s002, w001a, w001b, unknown, p001 = results
+    # One batch: one read of the six persons, then W001's second check-in in a round of its own.
+    assert reads[-2:] == [6, 1]
+    assert s001.outcome is Outcome.RECORDED and not s001.replaced
+    assert s001.standing is not None and s001.standing.status is Status.GREEN
+    assert t001.standing is not None and t001.standing.status is Status.YELLOW
+    assert s002.replaced and s002.standing is not None and s002.standing.status is Status.RED
+    assert not w001a.replaced and w001b.replaced
+    assert w001b.standing is not None and w001b.standing.status is Status.YELLOW
+    assert unknown.outcome is Outcome.UNKNOWN_PERSON
+    assert p001.outcome is Outcome.NOTHING_YESTERDAY
+    rows = (
+        await c.sessions().execute(
+            select(HealthReport.person_id, HealthReport.temperature, HealthReport.revision)
+        )
+    ).all()
+    by_person = {pid: (t, rev) for pid, t, rev in rows}
+    assert by_person == {
+        c.ids["S001"]: (365, 1),
+        c.ids["T001"]: (382, 1),
+        c.ids["S002"]: (365, 2),
+        c.ids["W001"]: (379, 2),
+    }
+    assert [await c.status(no) for no in ("T001", "S002", "W001")] == ["yellow", "red", "yellow"]
+    assert await c.status("S001") == "green"
+    changes = (
+        await c.sessions().execute(select(StatusChange.person_id, StatusChange.report_id))
+    ).all()
+    report_ids = dict(
+        (await c.sessions().execute(select(HealthReport.person_id, HealthReport.id))).all()
+    )
+    assert sorted(changes) == sorted(
+        (c.ids[no], report_ids[c.ids[no]]) for no in ("T001", "S002", "W001")
+    )
+    kept = (
+        (
+            await c.sessions().execute(
+                select(HealthReportRevision.temperature).order_by(HealthReportRevision.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert kept == [365, 365]  # S002's first report, and W001's first of the batch
+    warned = {no for no, kind, _ in await c.pushes() if kind == "health_warning"}
+    assert warned == {"F001", "F004"}  # T001's and S002's counsellor; W001's responsible

@@ -78,3 +78,42 @@ async def test_a_bound_principal_and_its_last_seen(engine: AsyncEngine) -> None:
     stranger = await accounts.principal("o_new", NOW)
     assert not stranger.bound and stranger.locale == "zh_CN"
     assert await _seen(engine, "o_new") == NOW
+
+
+async def test_principals_asked_for_together_are_read_and_refreshed_together(
+    engine: AsyncEngine,
+) -> None:
+    """Concurrent first messages: a bound user long unseen, one seen a minute ago, a new
+    follower, and the same user twice; one read answers all, each gets their own principal."""
+    import asyncio
+
+    sessions = session_factory(engine)
+    vault = DataVault.from_setting(DATA_KEY)
+    keys = Keyspace("wxacc")
+    kv = MemoryKV()
+    await seed_campus(sessions, vault)
+    binding = BindingService(sessions, vault, kv, keys, 5)
+    for openid, no in (("o_old", "S001"), ("o_recent", "S002")):
+        assert (await binding.bind(openid, no, id_tail(no))).outcome is BindOutcome.BOUND
+    async with sessions.begin() as session:
+        for openid, seen in (
+            ("o_old", NOW - timedelta(days=3)),
+            ("o_recent", NOW - timedelta(minutes=1)),
+        ):
+            await session.execute(
+                update(WeChatAccount)
+                .where(WeChatAccount.openid == openid)
+                .values(last_seen_at=seen)
+            )
+    accounts = AccountService(sessions, "zh_CN", kv, keys)
+    old, recent, new, again = await asyncio.gather(
+        accounts.principal("o_old", NOW),
+        accounts.principal("o_recent", NOW),
+        accounts.principal("o_new", NOW),
+        accounts.principal("o_old", NOW),
+    )
+    assert old.person_no == again.person_no == "S001" and recent.person_no == "S002"
+    assert new.person_id is None and new.locale == "zh_CN"
+    assert await _seen(engine, "o_old") == NOW  # refreshed
+    assert await _seen(engine, "o_recent") == NOW - timedelta(minutes=1)  # left alone
+    assert await _seen(engine, "o_new") == NOW  # created

@@ -1,0 +1,84 @@
+"""Coalescing concurrent calls into one: many callers, one query, one transaction.
+
+At a busy gate several scans arrive while the database is still answering the previous
+one; at 8 a.m. hundreds of check-ins arrive in the same second. Instead of a query (and, for
+writes, a transaction and a commit) each, the calls that queue up meanwhile go together in
+the next round trip: one `WHERE id IN (…)` read, one multi-row insert, one commit. A lone
+call goes out at once, so nothing waits on a timer. One round trip at a time also means one
+writer per batcher, so SQLite writers do not queue on its file lock.
+
+Used by guard scans (campus/access/gate.py), principal look-ups (campus/accounts.py) and
+check-ins (campus/health/checkin.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """`await submit(item)` → the item's result from `run(batch)`, batches of ≤ max_batch.
+
+    `run` returns one result per item, in order. If it raises for a batch of several, each
+    item is retried alone, so one bad item fails only its own caller.
+    """
+
+    def __init__(
+        self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 200
+    ) -> None:
+        self._run = run
+        self._max = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max]
+                del self._pending[: self._max]
+                await self._settle(batch)
+        finally:
+            # Cancelled (shutdown): nobody may wait for ever.
+            for _, future in self._pending:
+                if not future.done():
+                    future.cancel()
+
+    async def _settle(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._run([item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch[0][1], exc)
+                return
+            log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
+            for one in batch:
+                await self._settle([one])
+            return
+        except BaseException:
+            for _, future in batch:
+                if not future.done():
+                    future.cancel()
+            raise
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def _fail(future: asyncio.Future[R], exc: Exception) -> None:
+    if not future.done():
+        future.set_exception(exc)
