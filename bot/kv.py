@@ -19,7 +19,8 @@ from bot.resp import Arg, RespClient, Script
 
 @dataclass(frozen=True, slots=True)
 class Stamp:
-    """One key written with its own ttl in a message's round trip (the dedup marker)."""
+    """One key written with its own ttl in a message's round trip (the dedup marker, a
+    principal to cache)."""
 
     key: str
     value: bytes | str
@@ -80,10 +81,10 @@ class KV(Protocol):
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
-        stamp: Stamp | None = None,
+        stamps: Sequence[Stamp] = (),
     ) -> None:
-        """A message's last round trip: write `stamp` (with its own ttl), write and delete
-        its keys, then release its lock."""
+        """A message's last round trip: write `stamps` (each with its own ttl: the dedup
+        marker, a principal to cache), write and delete its keys, then release its lock."""
 
     async def ping(self) -> bool: ...
 
@@ -190,9 +191,9 @@ class MemoryKV:
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
-        stamp: Stamp | None = None,
+        stamps: Sequence[Stamp] = (),
     ) -> None:
-        if stamp is not None:
+        for stamp in stamps:
             await self.set(stamp.key, stamp.value, stamp.ttl)
         if writes:
             await self.set_many(writes, ttl)
@@ -245,14 +246,14 @@ if #KEYS >= first then values = redis.call('MGET', unpack(KEYS, first)) end
 return {n, locked, values}
 """
 
-# KEYS: lock, written keys…, deleted keys…, [stamp]
-# ARGV: owner, ttl ms, number written, has stamp (0|1), values…, [stamp value, stamp ttl ms]
+# KEYS: lock, written keys…, deleted keys…, stamp keys…
+# ARGV: owner, ttl ms, number written, number of stamps, values…, (stamp value, stamp ttl ms)…
 _LEAVE = """
 local written = tonumber(ARGV[3])
-local last = #KEYS
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[last], ARGV[5 + written], 'PX', ARGV[6 + written])
-  last = last - 1
+local stamped = tonumber(ARGV[4])
+local last = #KEYS - stamped
+for j = 1, stamped do
+  redis.call('SET', KEYS[last + j], ARGV[3 + written + 2 * j], 'PX', ARGV[4 + written + 2 * j])
 end
 for i = 1, written do
   redis.call('SET', KEYS[1 + i], ARGV[4 + i], 'PX', ARGV[2])
@@ -354,13 +355,12 @@ class RedisKV:
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
-        stamp: Stamp | None = None,
+        stamps: Sequence[Stamp] = (),
     ) -> None:
         keys = [lock, *writes, *deletes]
-        args: list[Arg] = [owner, _ms(ttl), len(writes), 0, *writes.values()]
-        if stamp is not None:
+        args: list[Arg] = [owner, _ms(ttl), len(writes), len(stamps), *writes.values()]
+        for stamp in stamps:
             keys.append(stamp.key)
-            args[3] = 1
             args += [stamp.value, _ms(stamp.ttl)]
         await self.resp.run(self._leave, keys, args)
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.keyspace import Keyspace
-from bot.kv import KV
+from bot.kv import KV, Stamp
 from storage.batching import Batcher
 from storage.engine import write_lock
 from storage.models import Person, WeChatAccount
@@ -112,6 +112,8 @@ def _load(openid: str, raw: bytes) -> tuple[Principal, datetime] | None:
 
 
 class AccountService:
+    _drops = 0  # cached principals dropped by this process (see `forgets`)
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -133,16 +135,38 @@ class AccountService:
     async def principal(
         self, openid: str, now: datetime | None = None, *, cached: bytes | None = None
     ) -> Principal:
+        principal, fresh = await self.lookup(openid, now, cached=cached)
+        if fresh is not None and self._kv is not None:
+            await self._kv.set(fresh.key, fresh.value, fresh.ttl)
+        return principal
+
+    async def lookup(
+        self, openid: str, now: datetime | None = None, *, cached: bytes | None = None
+    ) -> tuple[Principal, Stamp | None]:
+        """The principal, from `cached` (its cache entry) when recent enough; else from the
+        database, with the cache entry to write (the dispatcher writes it in the message's
+        last round trip, unless `forgets` moved meanwhile)."""
         now = now or datetime.now(UTC)
         if cached is not None:
             hit = _load(openid, cached)
             if hit is not None and now - hit[1] <= SEEN_GRANULARITY:
-                return hit[0]
+                return hit[0], None
         principal = await self._from_database(openid, now)
         key = self.profile_key(openid)
-        if self._kv is not None and key is not None:
-            await self._kv.set(key, _dump(principal, now), PROFILE_TTL)
-        return principal
+        if self._kv is None or key is None:
+            return principal, None
+        return principal, Stamp(key, _dump(principal, now), PROFILE_TTL)
+
+    @property
+    def forgets(self) -> int:
+        """How many cached principals this process has dropped: a cache entry read before a
+        drop must not be written after it."""
+        return AccountService._drops
+
+    @staticmethod
+    def dropped() -> None:
+        """Count a cached principal dropped here (binding does so without this service)."""
+        AccountService._drops += 1
 
     async def _from_database(self, openid: str, now: datetime) -> Principal:
         row = await self._reads.submit((openid, now))
@@ -193,6 +217,7 @@ class AccountService:
 
     async def forget(self, openid: str) -> None:
         """Drop the cached principal after a change to the account or its person."""
+        AccountService.dropped()
         key = self.profile_key(openid)
         if self._kv is not None and key is not None:
             await self._kv.delete(key)

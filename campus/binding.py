@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.keyspace import Keyspace
 from bot.kv import KV
 from campus import audit
+from campus.accounts import AccountService
 from campus.secrets import DataVault
 from storage.models import Person, WeChatAccount
 
@@ -90,6 +91,7 @@ class BindingService:
             # Another account bound this person (or this account) in the same instant.
             return BindResult(BindOutcome.PERSON_TAKEN)
         if result.outcome is BindOutcome.BOUND:
+            AccountService.dropped()
             await self._kv.delete(self._keys.profile(openid))  # the cached principal is stale
         return result
 
@@ -148,5 +150,6 @@ class BindingService:
                 .where(WeChatAccount.openid == openid)
                 .values(person_id=None, bound_at=None)
             )
+        AccountService.dropped()
         await self._kv.delete(self._keys.profile(openid))
         return True

@@ -6,6 +6,7 @@ elsewhere) → contact / risk-area travel → recorded. See checkin.mmd.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from bot.dispatch.state import Conversation
@@ -60,8 +61,11 @@ _EXTRA_WORDS = {
 _UNSAFE = re.compile(r"[<>&\"'\]\[\n\r]")
 
 
-def _words(message: str) -> set[str]:
-    return {normalise(translator(locale)(message)) for locale in LOCALES} | {normalise(message)}
+@functools.cache  # the catalogs do not change while running
+def _words(message: str) -> frozenset[str]:
+    return frozenset(
+        {normalise(translator(locale)(message)) for locale in LOCALES} | {normalise(message)}
+    )
 
 
 def _is(text: str, message: str, extra: str = "") -> bool:

@@ -143,7 +143,7 @@ class PrefixedKV:
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
-        stamp: Stamp | None = None,
+        stamps: Sequence[Stamp] = (),
     ) -> None:
         await self.inner.leave(
             self._k(lock),
@@ -151,7 +151,7 @@ class PrefixedKV:
             {self._k(k): v for k, v in writes.items()},
             ttl,
             [self._k(k) for k in deletes],
-            None if stamp is None else Stamp(self._k(stamp.key), stamp.value, stamp.ttl),
+            [Stamp(self._k(s.key), s.value, s.ttl) for s in stamps],
         )
 
     async def ping(self) -> bool:

@@ -16,7 +16,7 @@ from bot.dispatch.ratelimit import COUNTER_TTL, RateLimiter, Verdict
 from bot.dispatch.router import Router, split_command
 from bot.dispatch.state import Conversation, StateStore
 from bot.i18n import translator
-from bot.kv import KV
+from bot.kv import KV, Stamp
 from bot.metrics import HANDLER_LATENCY, RATE_LIMITED
 from bot.replies import Reply, Silence, Text, as_reply
 from bot.wechat.dedup import Once
@@ -104,31 +104,35 @@ class Dispatcher:
             if once is not None:
                 once.claimed()
             locked, values = entry.locked, entry.values
+            # A principal read from the database is cached in the last round trip, unless a
+            # handler dropped a cached principal meanwhile (binding, registration).
+            fresh: Stamp | None = None
+            forgets = self._accounts.forgets
             try:
                 user = None
                 if self._limiter.verdict(entry.count) is not Verdict.ALLOW:
                     # Over the limit: who is asking decides (guards scan all day long).
-                    user = await self._accounts.principal(
+                    user, fresh = await self._accounts.lookup(
                         openid, cached=values[2] if profile_key else None
                     )
                     verdict = self._limiter.verdict(entry.count, user.roles)
                     if verdict is not Verdict.ALLOW:
                         reply = self._too_fast(verdict, user)
-                        await self._leave(lock_key, owner, once, reply)
+                        await self._leave(lock_key, owner, once, reply, fresh)
                         return reply
                 if not locked:  # another worker has this user: wait for it, then read again
                     await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
                     values = await self._kv.get_many(reads)
-                    user = None
+                    user, fresh = None, None
                 conv = self._states.parse(values[0], values[1])
                 if user is None:
-                    user = await self._accounts.principal(
+                    user, fresh = await self._accounts.lookup(
                         openid, cached=values[2] if profile_key else None
                     )
                 route = self._router.match(msg, conv)
                 if route is None:
                     reply = Reply(Silence())
-                    await self._leave(lock_key, owner, once, reply)
+                    await self._leave(lock_key, owner, once, reply, fresh)
                     return reply
                 _, args = split_command(msg.content) if msg.kind == "text" else ("", "")
                 deps = {
@@ -145,21 +149,22 @@ class Dispatcher:
                 await self._locks.release(openid, owner)
                 raise
             writes, deletes = self._states.changes(openid, conv)
-            await self._kv.leave(
-                lock_key,
-                owner,
-                writes,
-                self._states.ttl,
-                deletes,
-                None if once is None else once.stamp(reply),
-            )
+            stamps = [] if once is None else [once.stamp(reply)]
+            if fresh is not None and self._accounts.forgets == forgets:
+                stamps.append(fresh)
+            await self._kv.leave(lock_key, owner, writes, self._states.ttl, deletes, stamps)
         _latency(route.handler.__name__).observe(time.perf_counter() - started)
         return reply
 
-    async def _leave(self, lock_key: str, owner: str, once: Once | None, reply: Reply) -> None:
-        """Release the lock (if still ours) and stamp the reply, saving no conversation."""
-        stamp = None if once is None else once.stamp(reply)
-        await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamp)
+    async def _leave(
+        self, lock_key: str, owner: str, once: Once | None, reply: Reply, fresh: Stamp | None
+    ) -> None:
+        """Release the lock (if still ours) and stamp the reply, saving no conversation; cache
+        a principal just read from the database."""
+        stamps = [] if once is None else [once.stamp(reply)]
+        if fresh is not None:
+            stamps.append(fresh)
+        await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
 
     def _too_fast(self, verdict: Verdict, user: Principal) -> Reply:
         RATE_LIMITED.inc()

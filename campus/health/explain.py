@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -49,6 +50,7 @@ def colour_name(status: Status, _: Translate) -> str:
     return _(COLOURS[status])
 
 
+@functools.lru_cache(maxsize=256)  # a few days in two languages; babel's formatting is slow
 def short_date(day: date, locale: str) -> str:
     return format_skeleton("MMMd", day, locale=_babel(locale))
 

@@ -138,3 +138,22 @@ async def test_bad_input_mid_flow_keeps_the_step(make_bot: MakeBot) -> None:
     sessions = wechat.client.app[K.SESSIONS]
     async with sessions() as s:
         assert (await s.execute(select(func.count()).select_from(Person))).scalar() == 3
+
+
+async def test_the_principal_is_cached_by_the_reply_and_never_from_before_a_binding(
+    make_bot: MakeBot,
+) -> None:
+    import json
+
+    from bot.kv import MemoryKV
+
+    kv = MemoryKV()
+    wechat = await make_bot(kv=kv)
+    profile_key = wechat.client.app[K.SERVICES]["accounts"].profile_key
+    # The first message reads the (unbound) principal from the database; binding drops it,
+    # and the stale copy must not be cached with the reply.
+    await wechat.say("o_c", f"绑定 S001 {id_tail('S001')}")
+    assert await kv.get(profile_key("o_c")) is None
+    await wechat.say("o_c", "帮助")  # read again, and cached with this reply
+    after = await kv.get(profile_key("o_c"))
+    assert after is not None and json.loads(after)["person_no"] == "S001"

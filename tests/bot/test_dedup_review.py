@@ -60,7 +60,7 @@ async def test_leave_stamps_writes_deletes_and_releases_only_its_own_lock(kv: KV
         {f"{p}:w1": "a", f"{p}:w2": b"b"},
         60,
         [f"{p}:gone"],
-        Stamp(f"{p}:claim", "<xml>reply</xml>", 300),
+        [Stamp(f"{p}:claim", "<xml>reply</xml>", 300), Stamp(f"{p}:own", "kept", 1)],
     )
     assert await kv.get_many([f"{p}:w1", f"{p}:w2", f"{p}:gone", f"{p}:lock"]) == [
         b"a",
@@ -69,9 +69,12 @@ async def test_leave_stamps_writes_deletes_and_releases_only_its_own_lock(kv: KV
         None,
     ]
     assert await kv.get(f"{p}:claim") == b"<xml>reply</xml>"
+    assert await kv.get(f"{p}:own") == b"kept"  # each stamp with its own ttl
+    await asyncio.sleep(1.1)
+    assert await kv.get(f"{p}:own") is None and await kv.get(f"{p}:claim") is not None
     # Someone else's lock stays; a stamp alone is written.
     await kv.set(f"{p}:lock", "them", 30)
-    await kv.leave(f"{p}:lock", "me", {}, 60, [], Stamp(f"{p}:claim", "success", 300))
+    await kv.leave(f"{p}:lock", "me", {}, 60, [], [Stamp(f"{p}:claim", "success", 300)])
     assert await kv.get(f"{p}:lock") == b"them"
     assert await kv.get(f"{p}:claim") == b"success"
     await kv.leave(f"{p}:lock", "them", {}, 60, [f"{p}:w1"])
@@ -138,12 +141,12 @@ class FailingLeave(MemoryKV):
         writes: Mapping[str, bytes | str],
         ttl: float,
         deletes: Sequence[str],
-        stamp: Stamp | None = None,
+        stamps: Sequence[Stamp] = (),
     ) -> None:
         if self.fail_for is not None and self.fail_for in lock:
             self.fail_for = None
             raise ConnectionError("store lost")
-        await super().leave(lock, owner, writes, ttl, deletes, stamp)
+        await super().leave(lock, owner, writes, ttl, deletes, stamps)
 
 
 async def test_a_failed_last_round_trip_answers_the_apology_and_a_retry_gets_it(

@@ -13,7 +13,7 @@ from bot.dispatch.ratelimit import RateLimiter
 from bot.dispatch.router import Router
 from bot.dispatch.state import Conversation, StateStore
 from bot.keyspace import Keyspace
-from bot.kv import KV
+from bot.kv import KV, Stamp
 from bot.replies import Message, Text
 from bot.wechat.messages import Incoming
 from campus.accounts import Principal
@@ -27,8 +27,12 @@ class StubAccounts:
     def profile_key(self, openid: str) -> str | None:
         return None
 
-    async def principal(self, openid: str, *, cached: bytes | None = None) -> Principal:
-        return Principal(openid=openid, locale="en")
+    forgets = 0
+
+    async def lookup(
+        self, openid: str, *, cached: bytes | None = None
+    ) -> tuple[Principal, Stamp | None]:
+        return Principal(openid=openid, locale="en"), None
 
 
 def _dispatcher(kv: KV, router: Router) -> Dispatcher:
