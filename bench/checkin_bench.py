@@ -186,6 +186,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def batch_sizes(base: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of healthbot_batch_size per batcher, from the bot's /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[str, list[float]] = {}
+    for match in re.finditer(
+        r'^healthbot_batch_size_(sum|count)\{batcher="([^"]+)"\} (\S+)$', text, re.MULTILINE
+    ):
+        kind, name, value = match.groups()
+        found.setdefault(name, [0.0, 0.0])[kind == "count"] = float(value)
+    return {name: (v[0], v[1]) for name, v in found.items()}
+
+
 def wrk(
     url: str, seconds: int, connections: int, script: str = "checkin.lua", **args: Any
 ) -> dict[str, Any]:
@@ -336,12 +349,22 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                 )
             before = cpu_seconds(pids["bot"])
+            sizes = batch_sizes(f"http://127.0.0.1:{bot_port}")
             results[key] = wrk(bot, args.duration, args.connections, script, **extra, **common)
             results[key]["cpu_us"] = (
                 1e6 * (cpu_seconds(pids["bot"]) - before) / max(1, results[key]["responses"])
             )
             if spy is not None:
                 spy.wait(timeout=60)
+            # The mean size of the run's database batches: how much the grouping saved.
+            results[key]["batches"] = {
+                name: round(
+                    (total - sizes.get(name, (0, 0))[0]) / (n - sizes.get(name, (0, 0))[1]), 1
+                )
+                for name, (total, n) in batch_sizes(f"http://127.0.0.1:{bot_port}").items()
+                if n > sizes.get(name, (0, 0))[1]
+            }
+            log(f"  mean batch sizes: {results[key]['batches']}")
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -378,6 +401,7 @@ def main() -> None:
             for k in ("rps", "p50_ms", "p99_ms", "responses", "matched", "non200", "socket_errors")
         }
         summary[key]["cpu_us_per_request"] = round(r["cpu_us"], 1)
+        summary[key]["mean_batch"] = r.get("batches", {})
         summary[key]["share_of_echo"] = round(share / 100, 3)
     summary["target_met"] = all(summary[k]["share_of_echo"] >= 0.30 for k in ("first", "second"))
     summary["when"] = datetime.now(UTC).isoformat(timespec="seconds")

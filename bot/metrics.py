@@ -58,3 +58,11 @@ ACCESS_DECISIONS = Counter(
     "Guard scans and self check-ins, by method (guard|self), direction and reason ('' = pass).",
     ["method", "direction", "reason"],
 )
+
+# Batched database work (storage/batching.py).
+BATCH_SIZE = Histogram(
+    "healthbot_batch_size",
+    "Calls served by one batched round trip to the database, by batcher.",
+    ["batcher"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)

@@ -126,7 +126,9 @@ class AccountService:
         self._kv = kv
         self._keys = keys
         self._engine: AsyncEngine = sessions.kw["bind"]
-        self._reads: Batcher[tuple[str, datetime], Any] = Batcher(self._load_many)
+        self._reads: Batcher[tuple[str, datetime], Any] = Batcher(
+            self._load_many, name="principals"
+        )
 
     def profile_key(self, openid: str) -> str | None:
         """Where the cached principal lives, so the dispatcher can read it with the state."""

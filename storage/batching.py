@@ -18,6 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from bot.metrics import BATCH_SIZE
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -32,10 +34,15 @@ class Batcher(Generic[T, R]):
     """
 
     def __init__(
-        self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_batch: int = 200
+        self,
+        run: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 200,
+        name: str = "other",
     ) -> None:
         self._run = run
         self._max = max_batch
+        self._sizes = BATCH_SIZE.labels(name)
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -51,6 +58,7 @@ class Batcher(Generic[T, R]):
             while self._pending:
                 batch = self._pending[: self._max]
                 del self._pending[: self._max]
+                self._sizes.observe(len(batch))
                 await self._settle(batch)
         finally:
             # Cancelled (shutdown): nobody may wait for ever.

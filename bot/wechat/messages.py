@@ -1,15 +1,19 @@
-"""Incoming WeChat messages and events, parsed by wechatpy into one plain value type."""
+"""Incoming WeChat messages and events, parsed into one plain value type.
+
+A callback body is a flat <xml> of a dozen elements (ScanCodeInfo and a few others nest one
+level). ElementTree's C parser reads it in a third of the time xmltodict and wechatpy's
+message classes took, and the fields are taken straight from it. DTDs and entities are
+refused before any parsing (ensure_no_dtd)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 from xml.parsers.expat import ExpatError
 
 import xmltodict
-from wechatpy import parse_message
-from wechatpy.messages import BaseMessage
 
 from bot.wechat.security import CallbackRejected
 
@@ -44,7 +48,8 @@ class Incoming:
 
 
 def ensure_no_dtd(body: bytes) -> None:
-    # xmltodict refuses entities, but a DTD alone is still something WeChat never sends.
+    # WeChat never sends a DTD; without one no entity can be declared, so neither expansion
+    # bombs nor external entities can reach the parsers below.
     if _DANGEROUS.search(body):
         raise CallbackRejected(400, "XML with a DTD or entities")
 
@@ -62,15 +67,32 @@ def parse_outer(body: bytes) -> dict[str, Any]:
     return xml
 
 
+def _element_dict(root: ElementTree.Element) -> dict[str, Any]:
+    """Children as a dict, as xmltodict gave them: text (None when empty), a nested dict for an
+    element with children, a list for a repeated tag."""
+    found: dict[str, Any] = {}
+    for child in root:
+        value: Any = _element_dict(child) if len(child) else child.text
+        if child.tag in found:
+            earlier = found[child.tag]
+            found[child.tag] = [*earlier, value] if isinstance(earlier, list) else [earlier, value]
+        else:
+            found[child.tag] = value
+    return found
+
+
 def parse_incoming(xml_text: str) -> Incoming:
     ensure_no_dtd(xml_text.encode())
     try:
-        msg: BaseMessage = parse_message(xml_text)
-    except (ExpatError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # No DTD got past ensure_no_dtd, so no entity can expand or reach outside.
+        root = ElementTree.fromstring(xml_text)  # noqa: S314
+    except (ElementTree.ParseError, ValueError) as exc:
         raise CallbackRejected(400, "malformed message XML") from exc
-    if msg is None:
+    if root.tag != "xml" or not len(root):
         raise CallbackRejected(400, "empty message")
-    raw: dict[str, Any] = msg._data
+    raw = _element_dict(root)
+    if not _str(raw.get("MsgType")):
+        raise CallbackRejected(400, "malformed message XML")
     openid = _str(raw.get("FromUserName"))
     if not _OPENID.match(openid):
         raise CallbackRejected(400, "missing or malformed FromUserName")
@@ -83,8 +105,6 @@ def parse_incoming(xml_text: str) -> Incoming:
     kind = _str(raw.get("MsgType")).lower()
     event = _str(raw.get("Event")).lower() if kind == "event" else ""
     event_key = _str(raw.get("EventKey"))
-    if event == "subscribe_scan":  # wechatpy renamed it and stripped the prefix
-        event, event_key = "subscribe", "qrscene_" + event_key
     scan = raw.get("ScanCodeInfo")
     scan_result = _str(scan.get("ScanResult")) if isinstance(scan, dict) else ""
     return Incoming(

@@ -120,7 +120,9 @@ class CheckinService:
         self._warnings = warnings
         self._clock = clock
         self._tz = tz
-        self._batches: Batcher[_Ask, CheckinResult] = Batcher(self._record_many, max_batch=100)
+        self._batches: Batcher[_Ask, CheckinResult] = Batcher(
+            self._record_many, max_batch=100, name="checkins"
+        )
 
     def today_is(self) -> date:
         return campus_day(clock_now(self._clock), self._tz)
