@@ -120,6 +120,7 @@ def create_app(
             courier,
         )
         yield
+        await services["accounts"].close()  # last_seen_at refreshes written behind
         await courier.drain()
         await http.close()
 

@@ -7,7 +7,11 @@ Role and state changes from a registry import reach the cache within its TTL.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,10 +27,16 @@ from storage.batching import Batcher
 from storage.engine import write_lock
 from storage.models import Person, WeChatAccount
 
+log = logging.getLogger(__name__)
+
 # last_seen_at feeds WeChat's 48-hour window; writing it on every message would make each
 # message a write, so it is refreshed at most this often (the window is then under-estimated).
 SEEN_GRANULARITY = timedelta(minutes=10)
 PROFILE_TTL = 300.0
+# Refreshes of last_seen_at are written behind, together, this often (and at shutdown); a crash
+# loses at most this much of them, which only makes the 48-hour window look shorter.
+SEEN_FLUSH = 1.0
+SEEN_CHUNK = 500  # rows per transaction: SQLite holds the event loop while it writes
 
 
 # Every message of a user not seen for a while runs these: built once, with bound parameters.
@@ -129,6 +139,8 @@ class AccountService:
         self._reads: Batcher[tuple[str, datetime], Any] = Batcher(
             self._load_many, name="principals"
         )
+        self._seen: dict[str, datetime] = {}  # last_seen_at refreshes not yet written
+        self._flusher: asyncio.Task[None] | None = None
 
     def profile_key(self, openid: str) -> str | None:
         """Where the cached principal lives, so the dispatcher can read it with the state."""
@@ -196,26 +208,53 @@ class AccountService:
         )
 
     async def _load_many(self, asks: Sequence[tuple[str, datetime]]) -> list[Any]:
-        """The accounts asked for at the same moment, in one read; and in one transaction, the
-        last_seen_at of those not seen for SEEN_GRANULARITY. One connection for it all: a
-        connection's checkout and return cost more than the read itself."""
+        """The accounts asked for at the same moment, in one read. Those not seen for
+        SEEN_GRANULARITY get their last_seen_at refreshed, written behind (see `flush`)."""
         openids = sorted({openid for openid, _ in asks})
         async with self._engine.connect() as conn:
             found = {
                 row.openid: row for row in await conn.execute(_PRINCIPALS, {"openids": openids})
             }
-            seen: dict[str, datetime] = {}
-            for openid, now in asks:
-                row = found.get(openid)
-                if row is None:
-                    continue
-                if row.last_seen_at is None or now - row.last_seen_at > SEEN_GRANULARITY:
-                    seen[openid] = max(now, seen.get(openid, now))
-            if seen:
-                async with write_lock(self._engine):
-                    await conn.execute(_SEEN, [{"who": o, "seen_at": t} for o, t in seen.items()])
-                    await conn.commit()
+        for openid, now in asks:
+            row = found.get(openid)
+            if row is None:
+                continue
+            if row.last_seen_at is None or now - row.last_seen_at > SEEN_GRANULARITY:
+                earlier = self._seen.get(openid)
+                self._seen[openid] = now if earlier is None else max(now, earlier)
+        if self._seen and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush_later())
         return [found.get(openid) for openid, _ in asks]
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(SEEN_FLUSH)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write the pending last_seen_at refreshes, SEEN_CHUNK to a transaction. A chunk that
+        fails is kept for the next flush (unless a newer refresh came meanwhile)."""
+        while self._seen:
+            chunk = dict(itertools.islice(self._seen.items(), SEEN_CHUNK))
+            for openid in chunk:
+                del self._seen[openid]
+            rows = [{"who": openid, "seen_at": at} for openid, at in chunk.items()]
+            try:
+                async with write_lock(self._engine), self._engine.begin() as conn:
+                    await conn.execute(_SEEN, rows)
+            except Exception as exc:
+                log.warning("last_seen_at of %d users not written yet: %s", len(rows), type(exc))
+                for openid, at in chunk.items():
+                    self._seen.setdefault(openid, at)
+                return  # the next principal read schedules another flush
+            await asyncio.sleep(0)  # let messages run between chunks
+
+    async def close(self) -> None:
+        """At shutdown: write what is pending."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
 
     async def forget(self, openid: str) -> None:
         """Drop the cached principal after a change to the account or its person."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.keyspace import Keyspace
 from bot.kv import MemoryKV
-from campus.accounts import SEEN_GRANULARITY, AccountService
+from campus.accounts import SEEN_FLUSH, SEEN_GRANULARITY, AccountService
 from campus.binding import BindingService, BindOutcome
 from campus.secrets import DataVault
 from storage.engine import create_engine, session_factory
@@ -65,6 +66,9 @@ async def test_a_bound_principal_and_its_last_seen(engine: AsyncEngine) -> None:
         await session.commit()
     user = await accounts.principal("o_acc", NOW)
     assert (user.person_no, user.bound, user.category) == ("S001", True, "student")
+    # Written behind: within SEEN_FLUSH, or at once by flush() (and close(), at shutdown).
+    assert await _seen(engine, "o_acc") == NOW - timedelta(days=3)
+    await asyncio.sleep(SEEN_FLUSH + 0.2)
     assert await _seen(engine, "o_acc") == NOW
 
     # Within the granularity: the cached principal answers and nothing is written.
@@ -72,6 +76,7 @@ async def test_a_bound_principal_and_its_last_seen(engine: AsyncEngine) -> None:
     assert cached is not None
     later = NOW + SEEN_GRANULARITY / 2
     assert (await accounts.principal("o_acc", later, cached=cached)).person_no == "S001"
+    await accounts.flush()
     assert await _seen(engine, "o_acc") == NOW
 
     # A stranger's first message creates their account, unbound.
@@ -85,8 +90,6 @@ async def test_principals_asked_for_together_are_read_and_refreshed_together(
 ) -> None:
     """Concurrent first messages: a bound user long unseen, one seen a minute ago, a new
     follower, and the same user twice; one read answers all, each gets their own principal."""
-    import asyncio
-
     sessions = session_factory(engine)
     vault = DataVault.from_setting(DATA_KEY)
     keys = Keyspace("wxacc")
@@ -112,8 +115,39 @@ async def test_principals_asked_for_together_are_read_and_refreshed_together(
         accounts.principal("o_new", NOW),
         accounts.principal("o_old", NOW),
     )
+    await accounts.close()
     assert old.person_no == again.person_no == "S001" and recent.person_no == "S002"
     assert new.person_id is None and new.locale == "zh_CN"
     assert await _seen(engine, "o_old") == NOW  # refreshed
     assert await _seen(engine, "o_recent") == NOW - timedelta(minutes=1)  # left alone
     assert await _seen(engine, "o_new") == NOW  # created
+
+
+async def test_last_seen_refreshes_survive_a_failed_write(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = session_factory(engine)
+    vault = DataVault.from_setting(DATA_KEY)
+    kv, keys = MemoryKV(), Keyspace("wxacc")
+    await seed_campus(sessions, vault)
+    binding = BindingService(sessions, vault, kv, keys, 5)
+    assert (await binding.bind("o_x", "S001", id_tail("S001"))).outcome is BindOutcome.BOUND
+    async with sessions.begin() as session:
+        await session.execute(
+            update(WeChatAccount)
+            .where(WeChatAccount.openid == "o_x")
+            .values(last_seen_at=NOW - timedelta(days=3))
+        )
+    accounts = AccountService(sessions, "zh_CN", kv, keys)
+    await accounts.principal("o_x", NOW)
+    import campus.accounts
+
+    def broken(_engine: object) -> object:
+        raise ConnectionError("database away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(campus.accounts, "write_lock", broken)
+        await accounts.flush()  # fails, keeps the refresh
+    assert await _seen(engine, "o_x") == NOW - timedelta(days=3)
+    await accounts.close()
+    assert await _seen(engine, "o_x") == NOW
