@@ -19,11 +19,17 @@ the loop for their duration: on SQLite the whole service is one process anyway; 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 BUSY_LIMIT = 10.0  # seconds a statement may wait for another writer, as busy_timeout did
+CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, at most (see Checkpointer)
+WAL_RESTART_FRAMES = 4000  # a WAL this long (≈16 MB) is restarted, not only copied
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -118,13 +124,62 @@ class Cursor:
         self._cursor.close()
 
 
+class Checkpointer:
+    """Moves the write-ahead log into the database file, off the event loop's thread.
+
+    Left to itself, SQLite checkpoints inside the commit that finds 1,000 pages in the WAL,
+    and a checkpoint syncs the database file: on the loop's thread that holds every message
+    for milliseconds (far more on a busy disk). The loop's connections have that turned off
+    (`wal_autocheckpoint=0`); instead, after a commit and at most every CHECKPOINT_EVERY
+    seconds, a PASSIVE checkpoint runs on a worker thread with a connection of its own. The
+    sqlite3 module lets go of the GIL while SQLite works, and a passive checkpoint never
+    blocks readers or the writer. A WAL past WAL_RESTART_FRAMES is restarted.
+    """
+
+    def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._conn: sqlite3.Connection | None = None
+        self._next = 0.0
+        self._running = False
+        self.done = 0  # checkpoints run, for tests
+
+    def after_commit(self) -> None:
+        now = time.monotonic()
+        if self._running or now < self._next:
+            return
+        self._running, self._next = True, now + CHECKPOINT_EVERY
+        asyncio.get_running_loop().run_in_executor(None, self.run)
+
+    def run(self) -> None:
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(
+                    *self._args, **{**self._kwargs, "check_same_thread": False}
+                )
+                self._conn.execute("PRAGMA busy_timeout=1000")
+            _busy, frames, _copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= WAL_RESTART_FRAMES:
+                # Under steady writes a passive checkpoint never catches up, and the WAL only
+                # grows. This one waits for the writer, copies the rest, and has the next
+                # writer start the WAL afresh; the loop's writers meanwhile wait in _patiently.
+                self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            self.done += 1
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            self._running = False
+
+
 class Connection:
     """The parts of aiosqlite.Connection that SQLAlchemy's adapter uses."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, checkpointer: Checkpointer | None = None
+    ) -> None:
         self._conn = connection
         self._connection: sqlite3.Connection | None = connection
         self._tx = _Inline()
+        self._checkpointer = checkpointer
 
     @property
     def isolation_level(self) -> str | None:
@@ -142,6 +197,8 @@ class Connection:
 
     async def commit(self) -> None:
         await _patiently(self._conn.commit)
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit()
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -161,10 +218,16 @@ class Connection:
 def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:
     """An `async_creator` for create_async_engine, from the dialect's connect arguments."""
 
+    target = str(args[0]) if args else str(kwargs.get("database", ""))
+    in_memory = target in ("", ":memory:") or "mode=memory" in target
+    checkpointer = None if in_memory else Checkpointer(args, kwargs)
+
     async def connect() -> Connection:
         # check_same_thread off: the pool may close a connection from the GC's thread.
         connection = sqlite3.connect(*args, **{**kwargs, "check_same_thread": False})
         connection.execute("PRAGMA busy_timeout=0")  # waits happen in _patiently, not here
-        return Connection(connection)
+        if checkpointer is not None:
+            connection.execute("PRAGMA wal_autocheckpoint=0")  # see Checkpointer
+        return Connection(connection, checkpointer)
 
     return connect

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -78,5 +79,35 @@ async def test_the_aiosqlite_thread_is_still_there_when_asked_for(tmp_path: Path
             raw = await conn.get_raw_connection()
             assert not isinstance(raw.driver_connection, inloop.Connection)
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 10000
+    finally:
+        await engine.dispose()
+
+
+async def test_the_wal_is_checkpointed_off_the_loop_and_stays_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's connections never checkpoint (a checkpoint syncs the file); a worker thread
+    does, so the WAL is reused instead of growing with every write."""
+    monkeypatch.setattr(inloop, "CHECKPOINT_EVERY", 0.05)
+    monkeypatch.setattr(inloop, "WAL_RESTART_FRAMES", 1000)
+    path = tmp_path / "db.sqlite"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x BLOB)"))
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == 0
+            raw = await conn.get_raw_connection()
+            checkpointer = raw.driver_connection._checkpointer  # type: ignore[union-attr]
+        biggest = 0
+        for _round in range(10):  # 10 × 2 MB written, in 500 commits each
+            for _ in range(500):
+                async with engine.begin() as conn:
+                    await conn.execute(text("INSERT INTO t VALUES (randomblob(4000))"))
+            await asyncio.sleep(0.1)  # the worker thread's checkpoint runs meanwhile
+            biggest = max(biggest, await asyncio.to_thread(os.path.getsize, f"{path}-wal"))
+        assert checkpointer.done >= 3
+        # 20 MB went through a WAL that never held much more than WAL_RESTART_FRAMES pages.
+        assert biggest < 8_000_000
     finally:
         await engine.dispose()
