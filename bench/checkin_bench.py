@@ -236,9 +236,10 @@ def main() -> None:
     p.add_argument(
         "--profile",
         default=None,
-        help="sample the bot with py-spy during the first check-in run; collapsed stacks to "
+        help="sample the bot with py-spy during one run (--profile-run); collapsed stacks to "
         "this file (that run's figures are then not comparable)",
     )
+    p.add_argument("--profile-run", default="first", choices=["first", "second", "help"])
     p.add_argument(
         "--serve", default=str(HEALTHBOT), help="the command that runs `healthbot` (experiments)"
     )
@@ -328,7 +329,7 @@ def main() -> None:
         for key, message, script, extra in runs:
             log(message)
             spy = None
-            if args.profile and key == "first":
+            if args.profile and key == args.profile_run:
                 spy = subprocess.Popen(
                     [
                         str(PY.with_name("py-spy")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -17,13 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.keyspace import Keyspace
 from bot.kv import KV, Stamp
-from storage.batching import Batcher
+from storage.batching import Batcher, bound_list, one_of
 from storage.engine import write_lock
 from storage.models import Person, WeChatAccount
 
@@ -41,23 +42,27 @@ SEEN_CHUNK = 500  # rows per transaction: SQLite holds the event loop while it w
 
 # Every message of a user not seen for a while runs these: built once, with bound parameters.
 # The principals wanted at the same moment are read together (see AccountService._load_many).
-_PRINCIPALS = (
-    select(
-        WeChatAccount.openid,
-        WeChatAccount.locale.label("account_locale"),
-        WeChatAccount.last_seen_at,
-        Person.id.label("person_id"),
-        Person.locale,
-        Person.person_no,
-        Person.name,
-        Person.category,
-        Person.roles,
-        Person.unit_id,
-        Person.state,
+@functools.cache
+def _principals(dialect: str) -> Select[*tuple[Any, ...]]:
+    return (
+        select(
+            WeChatAccount.openid,
+            WeChatAccount.locale.label("account_locale"),
+            WeChatAccount.last_seen_at,
+            Person.id.label("person_id"),
+            Person.locale,
+            Person.person_no,
+            Person.name,
+            Person.category,
+            Person.roles,
+            Person.unit_id,
+            Person.state,
+        )
+        .outerjoin(Person, Person.id == WeChatAccount.person_id)
+        .where(one_of(WeChatAccount.openid, "openids", dialect))
     )
-    .outerjoin(Person, Person.id == WeChatAccount.person_id)
-    .where(WeChatAccount.openid.in_(bindparam("openids", expanding=True)))
-)
+
+
 _SEEN = (
     update(WeChatAccount)
     .where(WeChatAccount.openid == bindparam("who"))
@@ -136,6 +141,7 @@ class AccountService:
         self._kv = kv
         self._keys = keys
         self._engine: AsyncEngine = sessions.kw["bind"]
+        self._dialect = self._engine.dialect.name
         self._reads: Batcher[tuple[str, datetime], Any] = Batcher(
             self._load_many, name="principals"
         )
@@ -210,11 +216,10 @@ class AccountService:
     async def _load_many(self, asks: Sequence[tuple[str, datetime]]) -> list[Any]:
         """The accounts asked for at the same moment, in one read. Those not seen for
         SEEN_GRANULARITY get their last_seen_at refreshed, written behind (see `flush`)."""
-        openids = sorted({openid for openid, _ in asks})
+        openids = bound_list(sorted({openid for openid, _ in asks}), self._dialect)
         async with self._engine.connect() as conn:
-            found = {
-                row.openid: row for row in await conn.execute(_PRINCIPALS, {"openids": openids})
-            }
+            rows = await conn.execute(_principals(self._dialect), {"openids": openids})
+            found = {row.openid: row for row in rows}
         for openid, now in asks:
             row = found.get(openid)
             if row is None:

@@ -14,9 +14,13 @@ check-ins (campus/health/checkin.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ARRAY, ColumnElement, Select, any_, bindparam, func, literal_column, select
+from sqlalchemy.orm import QueryableAttribute
 
 from bot.metrics import BATCH_SIZE
 
@@ -90,3 +94,24 @@ class Batcher(Generic[T, R]):
 def _fail(future: asyncio.Future[R], exc: Exception) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def one_of(
+    column: ColumnElement[Any] | QueryableAttribute[Any], name: str, dialect: str
+) -> ColumnElement[bool]:
+    """`column IN (the list bound as `name`)` as one fixed statement whatever the list's
+    length, so it is compiled once: SQLAlchemy's expanding IN re-renders the SQL on every
+    execution, which for a batch costs more than SQLite takes to run it. The list is bound
+    by `bound_list`: a JSON array read by json_each on SQLite, an array on PostgreSQL."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    listed: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam(name))
+    )
+    return column.in_(listed.scalar_subquery())
+
+
+def bound_list(values: Iterable[Any], dialect: str) -> Any:
+    """The parameter for `one_of`."""
+    items = list(values)
+    return items if dialect == "postgresql" else json.dumps(items)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     bindparam,
     false,
@@ -31,6 +33,7 @@ from campus.health.model import (
     reasons_from_text,
     reasons_to_text,
 )
+from storage.batching import bound_list, one_of
 from storage.engine import write_lock as write_lock  # re-exported: writers import it here
 from storage.models import (
     HealthReport,
@@ -202,19 +205,23 @@ async def reports_between(
 # The check-in's statements are built once, with bound parameters: building a statement
 # costs more than SQLite takes to run it. Check-ins arriving together are read and written
 # together (campus/health/checkin.py): one read, one multi-row insert, one commit.
-_LOAD_FOR_CHECKIN = (
-    select(*PERSON_COLUMNS, *_REPORT_COLUMNS)
-    .outerjoin(HealthState, HealthState.person_id == Person.id)
-    .outerjoin(
-        HealthReport,
-        and_(
-            HealthReport.person_id == Person.id,
-            HealthReport.day.between(bindparam("first"), bindparam("last")),
-        ),
+@functools.cache
+def _load_for_checkin(dialect: str) -> Select[*tuple[Any, ...]]:
+    return (
+        select(*PERSON_COLUMNS, *_REPORT_COLUMNS)
+        .outerjoin(HealthState, HealthState.person_id == Person.id)
+        .outerjoin(
+            HealthReport,
+            and_(
+                HealthReport.person_id == Person.id,
+                HealthReport.day.between(bindparam("first"), bindparam("last")),
+            ),
+        )
+        .where(one_of(Person.id, "person_ids", dialect))
+        .order_by(Person.id, HealthReport.day)
     )
-    .where(Person.id.in_(bindparam("person_ids", expanding=True)))
-    .order_by(Person.id, HealthReport.day)
-)
+
+
 _INSERT_REPORT = insert(HealthReport).returning(HealthReport.id)
 _INSERT_REPORTS = insert(HealthReport)  # executemany: no ids come back
 _TABLE = HealthReport.__table__
@@ -240,10 +247,11 @@ async def load_for_checkin(
     session: AsyncSession, person_ids: Sequence[int], first: date, last: date
 ) -> dict[int, tuple[PersonHealth, list[StoredReport]]]:
     """The persons, their engine state and their reports of [first, last], in one query."""
-    params = {"person_ids": list(person_ids), "first": first, "last": last}
-    found: dict[int, tuple[PersonHealth, list[StoredReport]]] = {}
     conn = await session.connection()  # Core: none of the ORM's per-statement bookkeeping
-    for row in await conn.execute(_LOAD_FOR_CHECKIN, params):
+    dialect = conn.dialect.name
+    params = {"person_ids": bound_list(person_ids, dialect), "first": first, "last": last}
+    found: dict[int, tuple[PersonHealth, list[StoredReport]]] = {}
+    for row in await conn.execute(_load_for_checkin(dialect), params):
         entry = found.get(row.id)
         if entry is None:
             entry = found[row.id] = (person_from_row(row), [])
