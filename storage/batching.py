@@ -59,6 +59,9 @@ class Batcher(Generic[T, R]):
 
     async def _drain(self) -> None:
         try:
+            # One more turn of the loop before the first batch: the callbacks already due in
+            # this turn (other requests on their way here) join it. Nothing waits on a timer.
+            await asyncio.sleep(0)
             while self._pending:
                 batch = self._pending[: self._max]
                 del self._pending[: self._max]
