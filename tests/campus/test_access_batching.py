@@ -22,13 +22,30 @@ async def test_a_lone_call_goes_at_once_and_queued_ones_go_together() -> None:
 
     batcher: Batcher[int, int] = Batcher(run)
     first = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0)
+    for _ in range(3):  # the submit, the drain's one extra loop turn, the first batch
+        await asyncio.sleep(0)
+    assert batches == [[1]]
     rest = [asyncio.create_task(batcher.submit(i)) for i in range(2, 7)]
     await asyncio.sleep(0)
     release.set()
     assert await first == 10
     assert [await t for t in rest] == [20, 30, 40, 50, 60]
     assert batches == [[1], [2, 3, 4, 5, 6]]
+
+
+async def test_calls_due_in_the_same_loop_turn_go_together() -> None:
+    batches: list[list[int]] = []
+
+    async def run(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(run)
+    first = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0)  # the first call is queued; the others arrive one turn later
+    rest = [asyncio.create_task(batcher.submit(i)) for i in (2, 3)]
+    assert await asyncio.gather(first, *rest) == [1, 2, 3]
+    assert batches == [[1, 2, 3]]
 
 
 async def test_batches_are_capped() -> None:
