@@ -138,7 +138,6 @@ class Checkpointer:
 
     def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         self._args, self._kwargs = args, kwargs
-        self._conn: sqlite3.Connection | None = None
         self._next = 0.0
         self._running = False
         self.done = 0  # checkpoints run, for tests
@@ -151,18 +150,20 @@ class Checkpointer:
         asyncio.get_running_loop().run_in_executor(None, self.run)
 
     def run(self) -> None:
+        # A connection per checkpoint, closed at once: one left open would keep SQLite from
+        # folding the WAL into the file when the service's last connection closes.
         try:
-            if self._conn is None:
-                self._conn = sqlite3.connect(
-                    *self._args, **{**self._kwargs, "check_same_thread": False}
-                )
-                self._conn.execute("PRAGMA busy_timeout=1000")
-            _busy, frames, _copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames >= WAL_RESTART_FRAMES:
-                # Under steady writes a passive checkpoint never catches up, and the WAL only
-                # grows. This one waits for the writer, copies the rest, and has the next
-                # writer start the WAL afresh; the loop's writers meanwhile wait in _patiently.
-                self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            conn = sqlite3.connect(*self._args, **{**self._kwargs, "check_same_thread": False})
+            try:
+                conn.execute("PRAGMA busy_timeout=1000")
+                _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames >= WAL_RESTART_FRAMES:
+                    # Under steady writes a passive checkpoint never catches up and the WAL
+                    # only grows. This one waits for the writer, copies the rest, and has the
+                    # next writer start the WAL afresh; the loop's writers wait in _patiently.
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                conn.close()
             self.done += 1
         except sqlite3.Error as exc:
             log.warning("WAL checkpoint failed: %s", exc)

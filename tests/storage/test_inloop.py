@@ -111,3 +111,30 @@ async def test_the_wal_is_checkpointed_off_the_loop_and_stays_small(
         assert biggest < 8_000_000
     finally:
         await engine.dispose()
+
+
+async def test_the_database_file_holds_everything_once_the_engine_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints keep no connection open, so closing the last one folds the WAL into the
+    file, as SQLite does: a copy of the file alone (a backup after shutdown) is complete."""
+    monkeypatch.setattr(inloop, "CHECKPOINT_EVERY", 0.0)
+    path = tmp_path / "db.sqlite"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    for i in range(50):
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": i})
+        await asyncio.sleep(0.001)  # checkpoints run meanwhile
+    await engine.dispose()
+    await asyncio.sleep(0.1)
+    assert not await asyncio.to_thread(os.path.exists, f"{path}-wal")
+    copy = tmp_path / "copy.sqlite"
+    await asyncio.to_thread(copy.write_bytes, await asyncio.to_thread(path.read_bytes))
+    reader = create_engine(f"sqlite+aiosqlite:///{copy}")
+    try:
+        async with reader.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 50
+    finally:
+        await reader.dispose()
