@@ -10,7 +10,7 @@ WECHAT_API_ERRORS = Counter(
     ["code"],
 )
 
-# Callback and dispatch metrics (the lead engineer's section).
+# Callback and dispatch metrics.
 from prometheus_client import Histogram  # noqa: E402
 
 CALLBACK_REQUESTS = Counter(
