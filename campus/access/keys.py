@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from campus.access.token import key_id_for, public_bytes
+from campus.access.token import Verifier, key_id_for, public_bytes
 from campus.secrets import DataVault
 from storage.models import PassKey
 
@@ -34,6 +34,7 @@ class VerifyingKey:
     key_id: bytes
     public_key: Ed25519PublicKey
     verify_until: datetime | None  # None: current (not rotated out)
+    verifier: Verifier  # the same key, for checking scanned codes (libsodium)
 
     def covers(self, expires: int) -> bool:
         """Whether a code of this key expiring at `expires` (Unix s) may still verify."""
@@ -125,7 +126,9 @@ class KeyRing:
                         continue  # no code of it can still be valid
                     key_id = bytes.fromhex(row.kid)
                     public = Ed25519PublicKey.from_public_bytes(row.public_key)
-                    verifying[key_id] = VerifyingKey(key_id, public, row.verify_until)
+                    verifying[key_id] = VerifyingKey(
+                        key_id, public, row.verify_until, Verifier(public)
+                    )
                     if signing is None and row.retired_at is None:
                         signing = SigningKey(key_id, self._private(row))
             self._verifying, self._signing = verifying, signing

@@ -97,7 +97,7 @@ class PassService:
         key = await self.keys.verifier(claims.key_id)
         if key is None:
             raise TokenRejected(Problem.UNKNOWN_KEY)
-        check_signature(unverified, key.public_key, self.keys.campus)
+        check_signature(unverified, key.verifier, self.keys.campus)
         if not key.covers(claims.expires):
             raise TokenRejected(Problem.RETIRED_KEY)
         check_time(claims, self._clock.time(), CLOCK_SKEW)
