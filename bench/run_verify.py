@@ -99,6 +99,13 @@ def main() -> None:
         "--nice", type=int, default=0, help="run servers and load at this niceness (root: < 0)"
     )
     p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="sample the bot with py-spy during its wrk scan run; collapsed stacks to FILE "
+        "(that run's figures are then not comparable)",
+    )
+    p.add_argument(
         "--no-help-baseline",
         dest="help_baseline",
         action="store_false",
@@ -259,14 +266,40 @@ def main() -> None:
         log("warm-up (5 s)")
         wrk(bot_url, 5, "bot")
         wrk(bot_url, 5, "bot", "help")
-        runs = (("bot", bot_url, "bot", "verify"), ("echo", echo_url, "echo", "verify"))
+        runs: tuple[tuple[str, str, str, str], ...] = (
+            ("bot", bot_url, "bot", "verify"),
+            ("echo", echo_url, "echo", "verify"),
+        )
         if args.help_baseline:
             runs += (("bot_help", bot_url, "bot", "help"),)
         for name, url, mode, script in runs:
             log(f"wrk {name} ({script}): {args.duration} s, {args.connections} connections")
             pid = pids[name.split("_")[0]]
             before = cpu_seconds(pid)
+            spy = None
+            if args.profile is not None and name == "bot":
+                spy = subprocess.Popen(
+                    [
+                        str(PY.with_name("py-spy")),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--rate",
+                        "500",
+                        "--format",
+                        "raw",
+                        "--nonblocking",
+                        "-o",
+                        str(args.profile),
+                        "--duration",
+                        str(args.duration),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             result = wrk(url, args.duration, mode, script)
+            if spy is not None:
+                spy.wait(timeout=60)
             used = cpu_seconds(pid) - before
             # The CPU the server spent per request does not depend on how much of core 0
             # other processes took meanwhile: 1 s / that is the rate one whole core allows.
@@ -299,7 +332,12 @@ def main() -> None:
                     "--token",
                     TOKEN,
                 ]
-                results[f"{name}_open_{rate:.0f}"] = bench_json(run(cmd, env, args.duration + 60))
+                before = cpu_seconds(pids[name])
+                result = bench_json(run(cmd, env, args.duration + 60))
+                # At these rates batches hold a scan or two: what a scan costs at a real gate.
+                used = cpu_seconds(pids[name]) - before
+                result["cpu_us_per_request"] = round(1e6 * used / max(1, result["sent"]), 1)
+                results[f"{name}_open_{rate:.0f}"] = result
         with sqlite3.connect(tmp / "bench.db") as db:
             results["access_records"] = db.execute(
                 "select count(*) from access_records"
@@ -342,6 +380,8 @@ def main() -> None:
             f"{r['server_core_share_pct']}% of core 0 while measured, "
             f"≈ {r['one_core_rps']} req/s on a whole core"
         )
+    for key in [k for k in results if "_open_" in k]:
+        print(f"{key}: {results[key]['cpu_us_per_request']} µs CPU per request (open loop)")
     results["bot_over_echo_cpu_pct"] = round(
         100 * echo["cpu_us_per_request"] / bot["cpu_us_per_request"], 1
     )

@@ -12,21 +12,33 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, case, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import (
+    ColumnElement,
+    ColumnExpressionArgument,
+    Select,
+    Table,
+    bindparam,
+    case,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.metrics import ACCESS_DECISIONS
-from campus.access.batching import Batcher
 from campus.access.duty import IN, OUT
 from campus.access.passes import PassService
 from campus.access.places import PlaceDirectory, PlaceInfo
 from campus.access.policies import Policies, Policy, Reason, Subject
 from campus.access.token import Problem, TokenRejected
 from campus.identity import mask_name
+from storage.batching import Batcher, bound_list, one_of
 from storage.models import AccessRecord, Person, PlaceOccupancy, Unit
 
 log = logging.getLogger(__name__)
@@ -58,7 +70,15 @@ class GateNote:
 
 class GateHook(Protocol):
     """Asked, inside the scan's transaction, about a guard-scanned entry at a gate by a person
-    not back on campus yet; None leaves the decision to the place's policy."""
+    not back on campus yet; None leaves the decision to the place's policy.
+
+    Only for the persons its `concerns` column marks: the batch's one read of the persons
+    carries it, so a scan of anyone else costs the hook nothing."""
+
+    def concerns(self, person_id: ColumnExpressionArgument[int]) -> ColumnElement[bool]:
+        """A column, correlated to `person_id` (`Person.id` of the batch's read): true for a
+        person the hook may have something to say about; it is asked about no one else."""
+        ...
 
     async def __call__(
         self, session: AsyncSession, person_id: int, place: PlaceInfo, at: datetime
@@ -82,6 +102,7 @@ class Decision:
 class _Person:
     subject: Subject
     identity: Identity
+    hooked: bool  # the gate hook's `concerns` column (False without a hook)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +119,32 @@ class _Attempt:
 
 
 _RECORDS = cast(Table, AccessRecord.__table__)  # Core: an executemany, no ORM bookkeeping
+# The batch's statements, built once and run on a Core connection: no ORM compile step per
+# execution, and SQLAlchemy's compiled cache serves them at once.
+_INSERT_RECORDS = insert(_RECORDS)
+_PersonsRead = Select[*tuple[Any, ...]]
+
+
+def _persons_read(hooked: ColumnElement[bool], dialect: str) -> tuple[_PersonsRead, _PersonsRead]:
+    """The batch's persons: `WHERE id = :id` for one (a lone scan, as at a gate most of the
+    day), else the list bound as one parameter (storage/batching.py's `one_of`: compiled
+    once, where an expanding IN is rendered again on every execution)."""
+    read = select(
+        Person.id,
+        Person.name,
+        Person.category,
+        Person.state,
+        Person.status,
+        Person.valid_until,
+        Person.home_place_id,
+        Person.returned_at,
+        Unit.name.label("unit"),
+        hooked.label("hooked"),
+    ).join(Unit, Unit.id == Person.unit_id)
+    return (
+        read.where(Person.id == bindparam("id")),
+        read.where(one_of(Person.id, "ids", dialect)),
+    )
 
 
 class AccessService:
@@ -111,14 +158,30 @@ class AccessService:
         tz: ZoneInfo,
     ) -> None:
         self._sessions = sessions
+        engine = sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("the access service needs sessions bound to an engine")
+        self._engine = engine
+        self._dialect = engine.dialect.name
         self._passes = passes
         self.policies = policies
         self.places = places
         self._clock = clock
         self._tz = tz
-        self._batches: Batcher[_Attempt, Decision] = Batcher(self._settle)
-        # Arrival at a gate (the return feature); set by bot/services.py.
-        self.gate_hook: GateHook | None = None
+        self._batches: Batcher[_Attempt, Decision] = Batcher(self._settle, name="access")
+        self._gate_hook: GateHook | None = None
+        self._read_persons = _persons_read(false(), self._dialect)
+
+    @property
+    def gate_hook(self) -> GateHook | None:
+        """Arrival at a gate (the return feature); set by bot/services.py."""
+        return self._gate_hook
+
+    @gate_hook.setter
+    def gate_hook(self, hook: GateHook | None) -> None:
+        self._gate_hook = hook
+        hooked = false() if hook is None else hook.concerns(Person.id)
+        self._read_persons = _persons_read(hooked, self._dialect)
 
     async def scan(self, token: str, place: PlaceInfo, guard_id: int, direction: str) -> Decision:
         """A guard on duty at `place` scanned `token`."""
@@ -138,31 +201,42 @@ class AccessService:
         return await self._batches.submit(_Attempt(person_id, place, direction, now, SELF, None))
 
     async def _settle(self, attempts: Sequence[_Attempt]) -> list[Decision]:
-        """Decide and record a batch: one read of the persons, one transaction of records."""
+        """Decide and record a batch: one read of the persons, one transaction of records.
+
+        The transaction is a Core connection's; an ORM session joins it only when the gate
+        hook is asked (it works with mapped objects), so a batch of plain scans pays for no
+        session."""
         decisions: list[Decision] = []
         rows: list[dict[str, object]] = []
-        async with self._sessions.begin() as session:
-            ids = {a.person_id for a in attempts if a.person_id is not None and a.refused is None}
-            persons = await _load_persons(session, ids) if ids else {}
-            for attempt in attempts:
-                decision = self._decide(attempt, persons)
-                decision = await self._at_gate(session, attempt, persons, decision)
-                decision = await self._count(session, decision)
-                decisions.append(decision)
-                known = decision.identity is not None
-                rows.append(
-                    {
-                        "person_id": attempt.person_id if known else None,
-                        "place_id": attempt.place.id,
-                        "direction": attempt.direction,
-                        "at": attempt.at,
-                        "allowed": decision.allowed,
-                        "reason": decision.reason.value if decision.reason else "",
-                        "method": attempt.method,
-                        "verifier_id": attempt.verifier,
-                    }
-                )
-            await session.execute(insert(_RECORDS), rows)
+        async with self._engine.begin() as conn:
+            tx = _Transaction(conn, self._sessions)
+            try:
+                ids = {
+                    a.person_id for a in attempts if a.person_id is not None and a.refused is None
+                }
+                persons = await _load_persons(conn, self._read_persons, ids) if ids else {}
+                for attempt in attempts:
+                    decision = self._decide(attempt, persons)
+                    decision = await self._at_gate(tx, attempt, persons, decision)
+                    decision = await self._count(conn, decision)
+                    decisions.append(decision)
+                    known = decision.identity is not None
+                    rows.append(
+                        {
+                            "person_id": attempt.person_id if known else None,
+                            "place_id": attempt.place.id,
+                            "direction": attempt.direction,
+                            "at": attempt.at,
+                            "allowed": decision.allowed,
+                            "reason": decision.reason.value if decision.reason else "",
+                            "method": attempt.method,
+                            "verifier_id": attempt.verifier,
+                        }
+                    )
+                await tx.flush()
+                await conn.execute(_INSERT_RECORDS, rows)
+            finally:
+                await tx.close()
         for row in rows:  # counted once committed
             ACCESS_DECISIONS.labels(row["method"], row["direction"], row["reason"]).inc()
         return decisions
@@ -197,7 +271,7 @@ class AccessService:
 
     async def _at_gate(
         self,
-        session: AsyncSession,
+        tx: _Transaction,
         attempt: _Attempt,
         persons: dict[int, _Person],
         decision: Decision,
@@ -213,45 +287,62 @@ class AccessService:
         ):
             return decision
         person = persons.get(attempt.person_id)
-        if person is None or person.subject.returned_at is not None:
+        if person is None or person.subject.returned_at is not None or not person.hooked:
             return decision
-        note = await self.gate_hook(session, attempt.person_id, attempt.place, attempt.at)
+        note = await self.gate_hook(tx.session(), attempt.person_id, attempt.place, attempt.at)
         if note is None:
             return decision
         if note.arrived:
             return replace(decision, note=note)
         return replace(decision, allowed=False, reason=Reason.NOT_RETURNED, note=note)
 
-    async def _count(self, session: AsyncSession, decision: Decision) -> Decision:
+    async def _count(self, conn: AsyncConnection, decision: Decision) -> Decision:
         """Move the occupancy of a place with a capacity; a full place turns a pass to ⛔."""
         policy = decision.policy
         if policy is None or policy.capacity is None or not decision.allowed:
             return decision
         today = decision.at.astimezone(self._tz).date()
         if decision.direction != IN:
-            await _leave(session, decision.place.id, today)
+            await _leave(conn, decision.place.id, today)
             return decision
-        if await _enter(session, decision.place.id, policy.capacity, today):
+        if await _enter(conn, decision.place.id, policy.capacity, today):
             return decision
         return replace(decision, allowed=False, reason=Reason.FULL)
 
 
-async def _load_persons(session: AsyncSession, ids: set[int]) -> dict[int, _Person]:
-    stmt = (
-        select(
-            Person.id,
-            Person.name,
-            Person.category,
-            Person.state,
-            Person.status,
-            Person.valid_until,
-            Person.home_place_id,
-            Person.returned_at,
-            Unit.name.label("unit"),
-        )
-        .join(Unit, Unit.id == Person.unit_id)
-        .where(Person.id.in_(ids))
-    )
+class _Transaction:
+    """A batch's transaction: its Core connection, and an ORM session joined to it, made the
+    first time the gate hook is asked. The session never commits the connection's
+    transaction (SQLAlchemy's "rollback_only" join: the batch commits it, or rolls it back)."""
+
+    def __init__(self, conn: AsyncConnection, sessions: async_sessionmaker[AsyncSession]):
+        self._conn = conn
+        self._sessions = sessions
+        self._session: AsyncSession | None = None
+
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self._sessions(bind=self._conn, join_transaction_mode="rollback_only")
+        return self._session
+
+    async def flush(self) -> None:
+        """Write what the session holds (before the batch's own insert, as autoflush did)."""
+        if self._session is not None:
+            await self._session.flush()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _load_persons(
+    conn: AsyncConnection, reads: tuple[_PersonsRead, _PersonsRead], ids: set[int]
+) -> dict[int, _Person]:
+    one, many = reads
+    if len(ids) == 1:
+        result = await conn.execute(one, {"id": next(iter(ids))})
+    else:
+        result = await conn.execute(many, {"ids": bound_list(ids, conn.dialect.name)})
     return {
         row.id: _Person(
             Subject(
@@ -264,12 +355,13 @@ async def _load_persons(session: AsyncSession, ids: set[int]) -> dict[int, _Pers
                 row.returned_at,
             ),
             Identity(mask_name(row.name), row.category, row.unit),
+            bool(row.hooked),
         )
-        for row in (await session.execute(stmt)).all()
+        for row in result
     }
 
 
-async def _enter(session: AsyncSession, place_id: int, capacity: int, today: date) -> bool:
+async def _enter(conn: AsyncConnection, place_id: int, capacity: int, today: date) -> bool:
     """Count one entry unless the place is full; atomic under concurrent entries.
 
     A single conditional UPDATE both checks and counts, so two entries racing for the last
@@ -288,14 +380,14 @@ async def _enter(session: AsyncSession, place_id: int, capacity: int, today: dat
             day=today,
         )
     )
-    if (await session.execute(stmt)).rowcount == 1:  # type: ignore[attr-defined]
+    if (await conn.execute(stmt)).rowcount == 1:
         return True
-    await _ensure_row(session, place_id, today)
-    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+    await _ensure_row(conn, place_id, today)
+    return (await conn.execute(stmt)).rowcount == 1
 
 
-async def _leave(session: AsyncSession, place_id: int, today: date) -> None:
-    await session.execute(
+async def _leave(conn: AsyncConnection, place_id: int, today: date) -> None:
+    await conn.execute(
         update(PlaceOccupancy)
         .where(
             PlaceOccupancy.place_id == place_id,
@@ -306,16 +398,16 @@ async def _leave(session: AsyncSession, place_id: int, today: date) -> None:
     )
 
 
-async def _ensure_row(session: AsyncSession, place_id: int, today: date) -> None:
+async def _ensure_row(conn: AsyncConnection, place_id: int, today: date) -> None:
     values = {"place_id": place_id, "day": today, "count": 0}
-    if session.get_bind().dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        await session.execute(pg_insert(PlaceOccupancy).values(values).on_conflict_do_nothing())
+        await conn.execute(pg_insert(PlaceOccupancy).values(values).on_conflict_do_nothing())
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        await session.execute(sqlite_insert(PlaceOccupancy).values(values).on_conflict_do_nothing())
+        await conn.execute(sqlite_insert(PlaceOccupancy).values(values).on_conflict_do_nothing())
 
 
 async def occupancy(sessions: async_sessionmaker[AsyncSession], place_id: int, today: date) -> int:

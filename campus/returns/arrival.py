@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translate
@@ -35,6 +35,11 @@ class ArrivalDesk:
         self._notifications = notifications
         self._rules = rules
         self._tz = tz
+
+    def concerns(self, person_id: ColumnExpressionArgument[int]) -> ColumnElement[bool]:
+        """Whether the person has an open (pending or approved) application: only then is
+        the desk asked, so a gate scan of anyone else makes no query of applications."""
+        return exists().where(ReturnApplication.person_id == person_id, ReturnApplication.live == 1)
 
     async def __call__(
         self, session: AsyncSession, person_id: int, place: PlaceInfo, at: datetime

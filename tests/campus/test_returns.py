@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import FrozenClock
@@ -539,6 +539,53 @@ async def test_arrival_on_the_wrong_day_is_refused_with_the_reason(world: World)
     assert (await world.app("S001")).arrived_on == TODAY + timedelta(days=4)
     # Students without an application are left to the gate's policy.
     assert (await world.scan("S002")).allowed
+
+
+async def test_a_gate_scan_reads_applications_only_of_persons_with_an_open_one(
+    world: World,
+) -> None:
+    """The batch's read of the persons says who has an open application; the desk's own read
+    (FOR UPDATE) runs for them only, so a scan of anyone else makes no query of applications."""
+    engine = world.sessions.kw["bind"]
+    gate = await world.access.places.by_code("GATE-N")
+    assert gate is not None
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    async def scan(person_no: str) -> tuple[Any, list[str]]:
+        token = await world.token(person_no)
+        statements.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            decision = await world.access.scan(token, gate, world.ids["G001"], IN)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", seen)
+        return decision, [s for s in statements if "return_applications" in s]
+
+    decision, reads = await scan("S002")
+    assert decision.allowed and decision.note is None
+    assert len(reads) == 1 and "EXISTS" in reads[0] and "FROM persons" in reads[0]
+    assert (await world.returns.submit(world.ids["S002"], world.form())).application_id
+    decision, reads = await scan("S002")
+    assert not decision.allowed and decision.note is not None
+    assert decision.note.problem == "pending"
+    assert len(reads) == 2 and reads[1].startswith("SELECT return_applications.")
+    # Scanned together (one batch, one `IN` read): the desk is asked about S002 alone.
+    tokens = [await world.token(no) for no in ("S002", "S003")]
+    statements.clear()
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        both = await asyncio.gather(
+            *(world.access.scan(t, gate, world.ids["G001"], IN) for t in tokens)
+        )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if "return_applications" in s]
+    assert [d.allowed for d in both] == [False, True]
+    assert len(reads) == 2 and "EXISTS" in reads[0]
+    assert reads[1].startswith("SELECT return_applications.")
 
 
 async def test_auto_approval_by_rule_is_recorded_as_such(world: World) -> None:
