@@ -42,11 +42,13 @@ def create_app(
     kv: KV | None = None,
     migrate: bool | None = None,
     scheduler: bool = False,
+    callback: bool = True,
 ) -> web.Application:
     """The bot. `kv` and `clock` are injectable for tests; `migrate` defaults to SQLite only.
 
     `scheduler` runs the cron jobs and the outbox dispatcher in this process (`serve` does
-    unless --no-scheduler; tests build the scheduler they need themselves).
+    unless --no-scheduler; tests build the scheduler they need themselves). Without
+    `callback` only /healthz and /metrics are routed (`healthbot scheduler --port`).
     """
     # aiosqlite logs every statement with its parameters at DEBUG: personal data. Keep it
     # quiet even when the rest of the process logs at DEBUG.
@@ -147,12 +149,13 @@ def create_app(
     async def wechat_post(request: web.Request) -> web.StreamResponse:
         return await request.app[K.CALLBACK].post(request)
 
-    app.router.add_get("/wechat", wechat_get)
-    app.router.add_post("/wechat", wechat_post)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/dashboard", web_dashboard.dashboard_page)
-    app.router.add_get("/trace", web_trace.trace_page)
+    if callback:
+        app.router.add_get("/wechat", wechat_get)
+        app.router.add_post("/wechat", wechat_post)
+        app.router.add_get("/dashboard", web_dashboard.dashboard_page)
+        app.router.add_get("/trace", web_trace.trace_page)
     return app
 
 

@@ -370,7 +370,14 @@ def export(kind: str, output: Path | None, day: datetime | None, canteen: str | 
 
 
 @main.command("scheduler")
-def scheduler_() -> None:
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve /healthz and /metrics (Prometheus) on this port; nothing else is served.",
+)
+def scheduler_(host: str, port: int | None) -> None:
     """Run the cron jobs (when leader) and the outbox dispatcher, without the web server."""
     from bot.app import create_app
 
@@ -379,14 +386,18 @@ def scheduler_() -> None:
     async def run() -> None:
         import signal
 
-        runner = web.AppRunner(create_app(settings, scheduler=True), handle_signals=False)
+        app = create_app(settings, scheduler=True, callback=False)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()  # the app's resources, the scheduler among them
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        click.echo("Healthy Campus scheduler running (Ctrl-C to stop)")
         try:
+            if port is not None:
+                await web.TCPSite(runner, host, port).start()
+                click.echo(f"Health and metrics on http://{host}:{port}/healthz and /metrics")
+            click.echo("Healthy Campus scheduler running (Ctrl-C to stop)")
             await stop.wait()
         finally:
             await runner.cleanup()

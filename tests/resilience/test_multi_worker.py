@@ -4,7 +4,10 @@ them; two `healthbot scheduler` processes, one leader, and a failover by kill -9
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ from tests.resilience.conftest import (
     Process,
     Worker,
     forget_keys,
+    free_port,
     make_campus,
     new_appid,
     rules_file,
@@ -191,11 +195,23 @@ def test_one_scheduler_leads_and_another_takes_over_without_repeating(
         "HEALTHBOT_RULES_FILE": str(rules_file(tmp_path, {"health_remind_morning": "* * * * *"})),
         "HEALTHBOT_TEST_CRON_SECONDS": "0.5",
     }
-    procs = [Process(f"scheduler{i}", [*FAST_CRON, "scheduler"], env, tmp_path) for i in (1, 2)]
+    port = free_port()  # the first one also serves /healthz and /metrics
+    procs = [
+        Process("scheduler1", [*FAST_CRON, "scheduler", "--port", str(port)], env, tmp_path),
+        Process("scheduler2", [*FAST_CRON, "scheduler"], env, tmp_path),
+    ]
     client = redis.Redis.from_url(cluster.redis_url)
     try:
         for p in procs:
             p.wait_for_log("scheduler running")
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["status"] == "ok"
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+            assert "healthbot_outbox_depth" in resp.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as not_here:  # no callback in a scheduler
+            urllib.request.urlopen(f"{base}/wechat", timeout=5)
+        assert not_here.value.code == 404
         pid = _leader(client, cluster.appid)
         assert pid in (procs[0].pid, procs[1].pid)
         leader, other = procs if procs[0].pid == pid else procs[::-1]
