@@ -18,7 +18,7 @@ from bot.clock import SystemClock
 from bot.i18n import N_, translator
 from bot.keyspace import Keyspace
 from bot.kv import KV, MemoryKV, RedisKV
-from bot.menu import sync
+from bot.menu import prune_guard_tag, sync
 from bot.settings import Settings
 from bot.wechat.api import WeChatAPI
 from bot.wechat.token import AccessTokenManager
@@ -43,12 +43,12 @@ async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Asyn
 
 
 @asynccontextmanager
-async def _api(settings: Settings) -> AsyncIterator[WeChatAPI]:
+async def _api(settings: Settings) -> AsyncIterator[tuple[WeChatAPI, KV]]:
     kv: KV = RedisKV.from_url(settings.redis_url) if settings.redis_url else MemoryKV()
     try:
         async with aiohttp.ClientSession() as http:
             tokens = AccessTokenManager(http, settings, kv, Keyspace(settings.wechat_appid))
-            yield WeChatAPI(http, settings, tokens)
+            yield WeChatAPI(http, settings, tokens), kv
     finally:
         await kv.close()
 
@@ -65,13 +65,23 @@ async def guard_openids(sessions: async_sessionmaker[AsyncSession]) -> list[str]
     return sorted(openid for openid, roles in rows if "guard" in roles.split(";"))
 
 
-async def sync_menu(settings: Settings) -> int:
-    """Create the menus and tag the bound guards; how many guards were tagged."""
+async def sync_menu(settings: Settings) -> MenuSync:
+    """Create the menus, tag the bound guards and untag those who no longer are guards."""
     async with _sessions(settings) as sessions:
         guards = await guard_openids(sessions)
-    async with _api(settings) as api:
+    async with _api(settings) as (api, kv):
         await sync(api, guards)
-    return len(guards)
+        untagged = await prune_guard_tag(api, guards)
+        keys = Keyspace(settings.wechat_appid)
+        if untagged:  # going on duty again must tag them again, not trust the old marker
+            await kv.delete(*(keys.guard_tagged(openid) for openid in untagged))
+    return MenuSync(len(guards), len(untagged))
+
+
+@dataclass(frozen=True, slots=True)
+class MenuSync:
+    tagged: int
+    untagged: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,7 @@ async def make_poster(settings: Settings, code: str, output: Path) -> Poster:
         book = PosterBook(sessions)
         place = await book.place(code)
         scene = scene_for(place.code)
-        async with _api(settings) as api:
+        async with _api(settings) as (api, _kv):
             answer = await api.create_qrcode_str_scene(scene, None)
         url, ticket = str(answer.get("url", "")), str(answer["ticket"])
         if not url:

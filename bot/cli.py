@@ -134,10 +134,13 @@ def menu_sync() -> None:
 
     settings = _settings()
     try:
-        guards = asyncio.run(sync_menu(settings))
+        done = asyncio.run(sync_menu(settings))
     except WeChatError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"menu created; guards' menu added, {guards} guard(s) tagged")
+    click.echo(
+        f"menu created; guards' menu added, {done.tagged} guard(s) tagged, "
+        f"{done.untagged} no longer guards untagged"
+    )
 
 
 @main.command("poster")

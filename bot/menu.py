@@ -95,3 +95,16 @@ async def sync(api: MenuAPI, guard_openids: Sequence[str] = ()) -> dict[str, Any
     if guard_openids:
         await api.tag_users(tag_id, list(guard_openids))
     return menu
+
+
+async def prune_guard_tag(api: MenuAPI, guard_openids: Sequence[str]) -> list[str]:
+    """Untag whoever has the guard tag but is not among `guard_openids` (every guard): a guard
+    who lost the role, or left, loses the scanner button. The openids untagged."""
+    tag_id = await guard_tag_id(api, create=False)
+    if tag_id is None:
+        return []
+    keep = set(guard_openids)
+    others = sorted(o for o in await api.tagged_users(tag_id) if o not in keep)
+    if others:
+        await api.untag_users(tag_id, others)
+    return others

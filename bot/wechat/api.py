@@ -294,6 +294,32 @@ class WeChatAPI:
                 json={"openid_list": batch, "tagid": tag_id},
             )
 
+    async def untag_users(self, tag_id: int, openids: Sequence[str]) -> None:
+        for start in range(0, len(openids), TAG_BATCH):
+            batch = list(openids[start : start + TAG_BATCH])
+            await self._call(
+                "POST",
+                "/cgi-bin/tags/members/batchuntagging",
+                json={"openid_list": batch, "tagid": tag_id},
+            )
+
+    async def tagged_users(self, tag_id: int) -> list[str]:
+        """The followers with the tag (/cgi-bin/user/tag/get, 10,000 a page)."""
+        path = "/cgi-bin/user/tag/get"
+        found: list[str] = []
+        after = ""
+        for _page in range(1000):  # 10 million followers: a bound on a misbehaving answer
+            result = await self._call("POST", path, json={"tagid": tag_id, "next_openid": after})
+            data = result.get("data") if isinstance(result, Mapping) else None
+            page = data.get("openid") if isinstance(data, Mapping) else None
+            if not isinstance(page, list) or not page:
+                break
+            found += [str(openid) for openid in page]
+            after = str(result.get("next_openid") or "")
+            if not after:
+                break
+        return found
+
     async def add_conditional_menu(self, menu: Mapping[str, Any]) -> str:
         """Add a menu shown to users matching `menu["matchrule"]`; returns its menuid."""
         path = "/cgi-bin/menu/addconditional"

@@ -13,6 +13,7 @@ from simulator.users import User
 
 routes = web.RouteTableDef()
 MAX_BATCH = 50
+TAG_PAGE = 10_000
 
 
 @routes.get("/cgi-bin/user/info")
@@ -62,6 +63,25 @@ async def batch_untag(request: web.Request) -> web.Response:
     state.tags.detach(tag, users)
     state.log.notify_all("menu")
     return ok()
+
+
+@routes.post("/cgi-bin/user/tag/get")
+async def tagged_users(request: web.Request) -> web.Response:
+    """The followers with a tag, 10,000 a page, after `next_openid`."""
+    state = request.config_dict[STATE]
+    body = await read_json(request)
+    tag = state.tags.require(body.get("tagid"))
+    after = body.get("next_openid") or ""
+    openids = sorted(u.openid for u in state.users.all() if tag.id in u.tags)
+    page = [o for o in openids if o > after][:TAG_PAGE]
+    more = len(page) == TAG_PAGE and page[-1] != openids[-1]
+    return wechat_json(
+        {
+            "count": len(page),
+            "data": {"openid": page},
+            "next_openid": page[-1] if more else "",
+        }
+    )
 
 
 async def _batch(request: web.Request, state: SimulatorState) -> tuple[Tag, list[User]]:

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from bot.access_admin import sync_menu
+from bot.access_admin import MenuSync, sync_menu
 from bot.cli import main
 from bot.guardtags import GUARD_TAG
 from bot.menu import default_menu, guard_menu, validate
@@ -81,8 +81,8 @@ async def test_menu_sync_tags_bound_guards_and_keeps_one_guard_menu(
         s.add(WeChatAccount(openid="o_student", person_id=ids["S001"]))
     await engine.dispose()
 
-    assert await sync_menu(settings) == 1
-    assert await sync_menu(settings) == 1  # again: still one guard menu, same tag
+    assert await sync_menu(settings) == MenuSync(tagged=1, untagged=0)
+    assert await sync_menu(settings) == MenuSync(1, 0)  # again: still one guard menu, same tag
     (tag,) = [t for t in state.tags.all() if t.name == GUARD_TAG]
     assert [m.matchrule for m in state.menus.conditionals] == [{"tag_id": str(tag.id)}]
     guard, student = state.users.get("o_guard"), state.users.get("o_student")
@@ -91,6 +91,18 @@ async def test_menu_sync_tags_bound_guards_and_keeps_one_guard_menu(
     student_view = state.menus.for_user(student.tags, student.language)
     assert guard_view is not None and guard_view["conditional"]
     assert student_view is not None and not student_view["conditional"]
+
+    # The guard loses the role: the next sync takes the tag, and with it the scanner, away.
+    engine = create_engine(settings.database_url)
+    async with session_factory(engine).begin() as s:
+        from sqlalchemy import update
+
+        await s.execute(update(Person).where(Person.id == ids["G001"]).values(roles=""))
+    await engine.dispose()
+    assert await sync_menu(settings) == MenuSync(tagged=0, untagged=1)
+    assert tag.id not in guard.tags
+    after = state.menus.for_user(guard.tags, guard.language)
+    assert after is not None and not after["conditional"]
 
 
 def test_keys_rotate_export_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

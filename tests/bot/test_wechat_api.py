@@ -171,6 +171,12 @@ class FakeWeChat:
             return {"tag": {"id": 134, "name": call.json()["tag"]["name"]}}
         if call.path == "/cgi-bin/menu/addconditional":
             return {"menuid": "208379533"}
+        if call.path == "/cgi-bin/user/tag/get":  # two pages, as WeChat pages 10,000 at a time
+            if call.json()["next_openid"] == "":
+                return {"count": 2, "data": {"openid": ["o1", "o2"]}, "next_openid": "o2"}
+            if call.json()["next_openid"] == "o2":
+                return {"count": 1, "data": {"openid": ["o3"]}, "next_openid": "o3"}
+            return {"count": 0, "next_openid": ""}
         return ok
 
 
@@ -615,6 +621,11 @@ async def test_menus_and_tags(fake: FakeWeChat, session: aiohttp.ClientSession):
     assert await api.add_conditional_menu(conditional) == "208379533"
     await api.delete_conditional_menu("208379533")
     assert fake.to("/cgi-bin/menu/delconditional")[0].json() == {"menuid": "208379533"}
+    assert await api.tagged_users(134) == ["o1", "o2", "o3"]
+    assert [c.json()["next_openid"] for c in fake.to("/cgi-bin/user/tag/get")] == ["", "o2", "o3"]
+    await api.untag_users(134, openids[:60])
+    untag = [c.json() for c in fake.to("/cgi-bin/tags/members/batchuntagging")]
+    assert [len(b["openid_list"]) for b in untag] == [50, 10]
 
 
 async def test_get_menu_without_a_menu_is_empty(fake: FakeWeChat, session: aiohttp.ClientSession):

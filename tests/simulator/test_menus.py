@@ -84,6 +84,11 @@ async def test_tag_rules(sim: Sim) -> None:
     assert (await sim.api("tags/members/batchtagging", too_many))["errcode"] == 40032
     await sim.api("tags/members/batchtagging", {"openid_list": [openid], "tagid": 100})
     assert (await sim.api("tags/get"))["tags"] == [{"id": 100, "name": "a", "count": 1}]
+    tagged = await sim.api("user/tag/get", {"tagid": 100, "next_openid": ""})
+    assert (tagged["count"], tagged["data"]["openid"], tagged["next_openid"]) == (1, [openid], "")
+    await sim.api("tags/members/batchuntagging", {"openid_list": [openid], "tagid": 100})
+    assert (await sim.api("user/tag/get", {"tagid": 100}))["data"]["openid"] == []
+    assert (await sim.api("user/tag/get", {"tagid": 999}))["errcode"] == 45159
 
 
 async def test_buttons_the_menu_lacks_are_refused_to_the_page(sim: Sim) -> None:
