@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, case, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -63,10 +63,16 @@ def _principals(dialect: str) -> Select[*tuple[Any, ...]]:
     )
 
 
+_SEEN_AT = bindparam("seen_at", type_=WeChatAccount.last_seen_at.type)
+# Only forward: a refresh written behind may reach the database after a newer sighting
+# (another worker's, or an unfollow's: see `set_subscribed`), and must not undo it.
 _SEEN = (
     update(WeChatAccount)
-    .where(WeChatAccount.openid == bindparam("who"))
-    .values(last_seen_at=bindparam("seen_at"), subscribed=True)
+    .where(
+        WeChatAccount.openid == bindparam("who"),
+        or_(WeChatAccount.last_seen_at.is_(None), WeChatAccount.last_seen_at < _SEEN_AT),
+    )
+    .values(last_seen_at=_SEEN_AT, subscribed=True)
 )
 
 
@@ -147,6 +153,7 @@ class AccountService:
         )
         self._seen: dict[str, datetime] = {}  # last_seen_at refreshes not yet written
         self._flusher: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()  # a chunk of refreshes being written (see set_subscribed)
 
     def profile_key(self, openid: str) -> str | None:
         """Where the cached principal lives, so the dispatcher can read it with the state."""
@@ -239,18 +246,26 @@ class AccountService:
         """Write the pending last_seen_at refreshes, SEEN_CHUNK to a transaction. A chunk that
         fails is kept for the next flush (unless a newer refresh came meanwhile)."""
         while self._seen:
-            chunk = dict(itertools.islice(self._seen.items(), SEEN_CHUNK))
-            for openid in chunk:
-                del self._seen[openid]
-            rows = [{"who": openid, "seen_at": at} for openid, at in chunk.items()]
-            try:
-                async with write_lock(self._engine), self._engine.begin() as conn:
-                    await conn.execute(_SEEN, rows)
-            except Exception as exc:
-                log.warning("last_seen_at of %d users not written yet: %s", len(rows), type(exc))
-                for openid, at in chunk.items():
-                    self._seen.setdefault(openid, at)
-                return  # the next principal read schedules another flush
+            async with self._writing:
+                chunk = dict(itertools.islice(self._seen.items(), SEEN_CHUNK))
+                for openid in chunk:
+                    del self._seen[openid]
+                rows = [{"who": openid, "seen_at": at} for openid, at in chunk.items()]
+                try:
+                    async with write_lock(self._engine), self._engine.begin() as conn:
+                        await conn.execute(_SEEN, rows)
+                except Exception as exc:
+                    log.warning(
+                        "last_seen_at of %d users not written yet: %s", len(rows), type(exc)
+                    )
+                    for openid, at in chunk.items():
+                        self._seen.setdefault(openid, at)
+                    return  # the next principal read schedules another flush
+                except BaseException:
+                    # Cancelled (close() at shutdown): the chunk is pending again, for close().
+                    for openid, at in chunk.items():
+                        self._seen.setdefault(openid, at)
+                    raise
             await asyncio.sleep(0)  # let messages run between chunks
 
     async def close(self) -> None:
@@ -282,9 +297,22 @@ class AccountService:
         await self.forget(principal.openid)
 
     async def set_subscribed(self, openid: str, subscribed: bool) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(WeChatAccount)
-                .where(WeChatAccount.openid == openid)
-                .values(subscribed=subscribed)
-            )
+        """A refresh of the account still to be written (it marks the account subscribed) is
+        written here, with the change, instead of after it: an unfollow stays. An unfollow
+        also moves last_seen_at to now, so that a refresh another worker queued before it
+        finds a newer sighting and changes nothing (refreshes only move forward)."""
+        async with self._writing:  # not while a chunk holding the account is being written
+            values: dict[str, Any] = {"subscribed": subscribed}
+            pending = self._seen.pop(openid, None)
+            if not subscribed:
+                pending = datetime.now(UTC)
+            if pending is not None:
+                last, at = (
+                    WeChatAccount.last_seen_at,
+                    literal(pending, WeChatAccount.last_seen_at.type),
+                )
+                values["last_seen_at"] = case((or_(last.is_(None), last < at), at), else_=last)
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(WeChatAccount).where(WeChatAccount.openid == openid).values(values)
+                )

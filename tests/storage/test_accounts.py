@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.keyspace import Keyspace
 from bot.kv import MemoryKV
@@ -43,6 +43,25 @@ async def _seen(engine: AsyncEngine, openid: str) -> datetime | None:
                 select(WeChatAccount.last_seen_at).where(WeChatAccount.openid == openid)
             )
         ).scalar_one()
+
+
+async def _unseen_guest(
+    engine: AsyncEngine, openid: str
+) -> tuple[async_sessionmaker[AsyncSession], MemoryKV, Keyspace]:
+    """S001 bound to `openid`, last seen three days before NOW."""
+    sessions = session_factory(engine)
+    vault = DataVault.from_setting(DATA_KEY)
+    kv, keys = MemoryKV(), Keyspace("wxacc")
+    await seed_campus(sessions, vault)
+    binding = BindingService(sessions, vault, kv, keys, 5)
+    assert (await binding.bind(openid, "S001", id_tail("S001"))).outcome is BindOutcome.BOUND
+    async with sessions.begin() as session:
+        await session.execute(
+            update(WeChatAccount)
+            .where(WeChatAccount.openid == openid)
+            .values(last_seen_at=NOW - timedelta(days=3))
+        )
+    return sessions, kv, keys
 
 
 async def test_a_bound_principal_and_its_last_seen(engine: AsyncEngine) -> None:
@@ -126,18 +145,7 @@ async def test_principals_asked_for_together_are_read_and_refreshed_together(
 async def test_last_seen_refreshes_survive_a_failed_write(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sessions = session_factory(engine)
-    vault = DataVault.from_setting(DATA_KEY)
-    kv, keys = MemoryKV(), Keyspace("wxacc")
-    await seed_campus(sessions, vault)
-    binding = BindingService(sessions, vault, kv, keys, 5)
-    assert (await binding.bind("o_x", "S001", id_tail("S001"))).outcome is BindOutcome.BOUND
-    async with sessions.begin() as session:
-        await session.execute(
-            update(WeChatAccount)
-            .where(WeChatAccount.openid == "o_x")
-            .values(last_seen_at=NOW - timedelta(days=3))
-        )
+    sessions, kv, keys = await _unseen_guest(engine, "o_x")
     accounts = AccountService(sessions, "zh_CN", kv, keys)
     await accounts.principal("o_x", NOW)
     import campus.accounts
@@ -151,3 +159,77 @@ async def test_last_seen_refreshes_survive_a_failed_write(
     assert await _seen(engine, "o_x") == NOW - timedelta(days=3)
     await accounts.close()
     assert await _seen(engine, "o_x") == NOW
+
+
+async def _subscribed(engine: AsyncEngine, openid: str) -> bool | None:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(
+                select(WeChatAccount.subscribed).where(WeChatAccount.openid == openid)
+            )
+        ).scalar_one_or_none()
+
+
+async def test_an_unfollow_is_not_undone_by_a_refresh_written_behind(
+    engine: AsyncEngine,
+) -> None:
+    """The unsubscribe event reads the principal (queuing a refresh of a user long unseen),
+    then its handler marks the account unsubscribed: the refresh written afterwards must not
+    mark it subscribed again."""
+    sessions, kv, keys = await _unseen_guest(engine, "o_bye")
+    accounts = AccountService(sessions, "zh_CN", kv, keys)
+    await accounts.principal("o_bye", NOW)  # the unsubscribe event's principal
+    await accounts.set_subscribed("o_bye", False)  # its handler
+    await accounts.close()
+    assert await _subscribed(engine, "o_bye") is False
+    seen = await _seen(engine, "o_bye")
+    assert seen is not None and seen >= NOW
+
+
+async def test_a_refresh_never_moves_last_seen_back(engine: AsyncEngine) -> None:
+    """Two workers refresh one user: the one holding the older sighting writes last."""
+    sessions, kv, keys = await _unseen_guest(engine, "o_two")
+    first, second = (AccountService(sessions, "zh_CN", kv, keys) for _ in range(2))
+    await first.principal("o_two", NOW)
+    await second.principal("o_two", NOW + timedelta(minutes=1))
+    await second.close()
+    await first.close()
+    assert await _seen(engine, "o_two") == NOW + timedelta(minutes=1)
+
+
+async def test_close_during_a_flush_keeps_its_refreshes(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown while the refreshes written behind wait for another writer: close() still
+    writes them."""
+    import campus.accounts
+
+    sessions, kv, keys = await _unseen_guest(engine, "o_end")
+    monkeypatch.setattr(campus.accounts, "SEEN_FLUSH", 0.0)
+    accounts = AccountService(sessions, "zh_CN", kv, keys)
+    async with engine.connect() as blocker:
+        # Another writer holds the row (and, on SQLite, the database) meanwhile.
+        await blocker.execute(
+            update(WeChatAccount).where(WeChatAccount.openid == "o_end").values(locale="en")
+        )
+        await accounts.principal("o_end", NOW)
+        await asyncio.sleep(0.2)  # the flush has begun and waits for the blocker
+        closing = asyncio.create_task(accounts.close())
+        await asyncio.sleep(0.2)
+        await blocker.rollback()
+    await asyncio.wait_for(closing, 15)
+    assert await _seen(engine, "o_end") == NOW
+
+
+async def test_an_unfollow_in_one_worker_is_not_undone_by_another_workers_refresh(
+    engine: AsyncEngine,
+) -> None:
+    """Worker B read the principal (a refresh queued) just before the user unfollowed, and
+    worker A handles the unfollow: B's refresh, written later, must not re-subscribe."""
+    sessions, kv, keys = await _unseen_guest(engine, "o_gone")
+    worker_a, worker_b = (AccountService(sessions, "zh_CN", kv, keys) for _ in range(2))
+    await worker_b.principal("o_gone", NOW)
+    await worker_a.set_subscribed("o_gone", False)
+    await worker_b.close()
+    await worker_a.close()
+    assert await _subscribed(engine, "o_gone") is False
