@@ -118,7 +118,10 @@ class Dispatcher:
                     verdict = self._limiter.verdict(entry.count, user.roles)
                     if verdict is not Verdict.ALLOW:
                         reply = self._too_fast(verdict, user)
-                        await self._leave(lock_key, owner, once, reply, fresh)
+                        # Read without the user's lock, perhaps before another worker's
+                        # change to them: only the lock's holder caches a principal.
+                        cache = fresh if locked else None
+                        await self._leave(lock_key, owner, once, reply, cache, forgets)
                         return reply
                 if not locked:  # another worker has this user: wait for it, then read again
                     await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
@@ -132,7 +135,7 @@ class Dispatcher:
                 route = self._router.match(msg, conv)
                 if route is None:
                     reply = Reply(Silence())
-                    await self._leave(lock_key, owner, once, reply, fresh)
+                    await self._leave(lock_key, owner, once, reply, fresh, forgets)
                     return reply
                 _, args = split_command(msg.content) if msg.kind == "text" else ("", "")
                 deps = {
@@ -157,12 +160,18 @@ class Dispatcher:
         return reply
 
     async def _leave(
-        self, lock_key: str, owner: str, once: Once | None, reply: Reply, fresh: Stamp | None
+        self,
+        lock_key: str,
+        owner: str,
+        once: Once | None,
+        reply: Reply,
+        fresh: Stamp | None,
+        forgets: int,
     ) -> None:
         """Release the lock (if still ours) and stamp the reply, saving no conversation; cache
-        a principal just read from the database."""
+        a principal just read from the database, unless one was dropped since `forgets`."""
         stamps = [] if once is None else [once.stamp(reply)]
-        if fresh is not None:
+        if fresh is not None and self._accounts.forgets == forgets:
             stamps.append(fresh)
         await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
 

@@ -312,3 +312,104 @@ def test_the_router_index_agrees_with_the_written_order() -> None:
             assert router.match(msg, conv) is router.match_linear(msg, conv), (step, event, key)
             checked += 1
     assert checked > 1000
+
+
+class DroppingAccounts:
+    """Every principal it reads from the database is dropped (a binding, a registration
+    approved) before the message ends: it must never be cached."""
+
+    def __init__(self) -> None:
+        self.forgets = 0
+
+    def profile_key(self, openid: str) -> str | None:
+        return KEYS.profile(openid)
+
+    async def lookup(
+        self, openid: str, *, cached: bytes | None = None
+    ) -> tuple[Principal, Stamp | None]:
+        stamp = Stamp(KEYS.profile(openid), "stale", 60)
+        await asyncio.sleep(0)
+        self.forgets += 1  # dropped while this one was read
+        return Principal(openid=openid, locale="en"), stamp
+
+
+async def test_a_principal_dropped_meanwhile_is_cached_by_no_reply(kv: KV) -> None:
+    async def answer() -> Message:
+        return Text("ok")
+
+    def dispatcher(router: Router, per_minute: int) -> Dispatcher:
+        return Dispatcher(
+            router=router,
+            kv=kv,
+            states=StateStore(kv, KEYS, 60),
+            locks=UserLocks(kv, KEYS),
+            limiter=RateLimiter(KEYS, per_minute, FrozenClock()),
+            accounts=DroppingAccounts(),  # type: ignore[arg-type]
+            services={},
+        )
+
+    # A message no route answers.
+    await dispatcher(Router(), 1000).handle(_text("o_none", "?", 1), budget=5)
+    assert await kv.get(KEYS.profile("o_none")) is None
+    # A message over the rate limit (the principal decides the limit).
+    answering = Router()
+    answering.add(answer, fallback=True)
+    limited = dispatcher(answering, 1)
+    for msg_id in (2, 3, 4):
+        await limited.handle(_text("o_fast", "hi", msg_id), budget=5)
+    assert await kv.get(KEYS.profile("o_fast")) is None
+
+
+class SlowReadingAccounts:
+    """Reads every principal from the database; the read's answer comes back once `answered`
+    is set (the database was read at `read`)."""
+
+    forgets = 0
+
+    def __init__(self) -> None:
+        self.read, self.answered = asyncio.Event(), asyncio.Event()
+
+    def profile_key(self, openid: str) -> str | None:
+        return KEYS.profile(openid)
+
+    async def lookup(
+        self, openid: str, *, cached: bytes | None = None
+    ) -> tuple[Principal, Stamp | None]:
+        self.read.set()
+        await self.answered.wait()
+        return Principal(openid=openid, locale="en"), Stamp(KEYS.profile(openid), "stale", 60)
+
+
+async def test_only_the_worker_holding_the_lock_caches_a_principal(kv: KV) -> None:
+    """Worker A is binding the user when worker B gets a message of theirs over the limit: B
+    read the principal without the user's lock, before A's change, and A dropped the cached
+    principal since; B must not cache what it read."""
+    accounts_b = SlowReadingAccounts()
+
+    async def bind() -> Message:
+        await accounts_b.read.wait()
+        await kv.delete(KEYS.profile("o_both"))  # what binding does once committed
+        accounts_b.answered.set()
+        await asyncio.sleep(0.05)
+        return Text("bound")
+
+    router = Router()
+    router.add(bind, fallback=True)
+
+    def worker(accounts: object) -> Dispatcher:
+        return Dispatcher(
+            router=router,
+            kv=kv,
+            states=StateStore(kv, KEYS, 60),
+            locks=UserLocks(kv, KEYS),
+            limiter=RateLimiter(KEYS, 1, FrozenClock()),
+            accounts=accounts,  # type: ignore[arg-type]
+            services={},
+        )
+
+    a, b = worker(StubAccounts()), worker(accounts_b)
+    first = asyncio.ensure_future(a.handle(_text("o_both", "bind", 1), budget=5))
+    await asyncio.sleep(0.02)  # A holds the user's lock
+    await b.handle(_text("o_both", "again", 2), budget=5)  # over the limit
+    await first
+    assert await kv.get(KEYS.profile("o_both")) is None

@@ -92,3 +92,31 @@ def test_memory_kv_uses_the_injected_clock() -> None:
         assert await kv.get("k") is None
 
     asyncio.run(scenario())
+
+
+async def test_leave_writes_every_stamp_with_its_own_ttl(kv: KV) -> None:
+    """A message's last round trip: two stamps (a dedup marker, a principal), two writes and
+    two deletes, then the lock released."""
+    from bot.kv import Stamp
+
+    await kv.set_many({"gone1": "x", "gone2": "y"}, 10)
+    assert await kv.set("lock", "me", 10)
+    await kv.leave(
+        "lock",
+        "me",
+        {"w1": "v1", "w2": "v2"},
+        10,
+        ["gone1", "gone2"],
+        [Stamp("s1", "one", 0.3), Stamp("s2", "two", 10)],
+    )
+    assert await kv.get_many(["w1", "w2", "gone1", "gone2", "s1", "s2", "lock"]) == [
+        b"v1",
+        b"v2",
+        None,
+        None,
+        b"one",
+        b"two",
+        None,
+    ]
+    await asyncio.sleep(0.5)  # the first stamp's ttl, not the writes'
+    assert await kv.get_many(["w1", "s1", "s2"]) == [b"v1", None, b"two"]
