@@ -67,12 +67,16 @@ def parse_outer(body: bytes) -> dict[str, Any]:
     return xml
 
 
-def _element_dict(root: ElementTree.Element) -> dict[str, Any]:
+def _element_dict(root: ElementTree.Element, depth: int = 2) -> dict[str, Any]:
     """Children as a dict, as xmltodict gave them: text (None when empty), a nested dict for an
-    element with children, a list for a repeated tag."""
+    element with children, a list for a repeated tag. Only `depth` levels are read (the fields
+    taken are at most two deep, ScanCodeInfo's); deeper elements are read as empty dicts, so
+    no body's nesting reaches Python's recursion limit."""
     found: dict[str, Any] = {}
     for child in root:
-        value: Any = _element_dict(child) if len(child) else child.text
+        value: Any = child.text
+        if len(child):
+            value = _element_dict(child, depth - 1) if depth > 1 else {}
         if child.tag in found:
             earlier = found[child.tag]
             found[child.tag] = [*earlier, value] if isinstance(earlier, list) else [earlier, value]

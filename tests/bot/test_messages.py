@@ -78,3 +78,13 @@ def test_malformed_bodies_are_refused_with_a_400(body: str) -> None:
     with pytest.raises(CallbackRejected) as refused:
         parse_incoming(body)
     assert refused.value.status == 400
+
+
+def test_a_deeply_nested_element_is_ignored_not_a_crash() -> None:
+    # The plain-mode signature does not cover the body: it may be anything a replayed URL
+    # carries. Elements nested deeper than WeChat ever nests are read as absent.
+    deep = "<x>" * 5000 + "</x>" * 5000
+    msg = parse_incoming(
+        HEAD + f"<MsgType>text</MsgType><Content>帮助</Content><Extra>{deep}</Extra></xml>"
+    )
+    assert (msg.kind, msg.content) == ("text", "帮助")
