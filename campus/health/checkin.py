@@ -243,8 +243,11 @@ class CheckinService:
         if replacements:
             await store.replace_reports(
                 session,
-                [(p.todays, p.report, p.source) for p in replacements if p.todays is not None],
-                max(p.now for p in replacements),
+                [
+                    (p.todays, p.report, p.source, p.now)
+                    for p in replacements
+                    if p.todays is not None
+                ],
             )
         plain = [p for p in plans if p.todays is None and not self._saves_anything(p)]
         if plain:

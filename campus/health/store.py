@@ -276,12 +276,14 @@ async def insert_reports(session: AsyncSession, reports: Sequence[tuple[int, Rep
 
 
 async def replace_reports(
-    session: AsyncSession, replacements: Sequence[tuple[StoredReport, Report, str]], now: datetime
+    session: AsyncSession, replacements: Sequence[tuple[StoredReport, Report, str, datetime]]
 ) -> None:
-    """Keep each day's earlier report as a revision, then overwrite it: two statements."""
+    """Keep each day's earlier report as a revision (replaced at its own `now`, the last
+    item), then overwrite it: two statements."""
     conn = await session.connection()
     await conn.execute(
-        _KEEP_REVISIONS, [{"report_id": old.id, "replaced_at": now} for old, _, _ in replacements]
+        _KEEP_REVISIONS,
+        [{"report_id": old.id, "replaced_at": now} for old, _, _, now in replacements],
     )
     await conn.execute(
         _OVERWRITE,
@@ -292,7 +294,7 @@ async def replace_reports(
                 "new_source": source,
                 "new_revision": old.revision + 1,
             }
-            for old, report, source in replacements
+            for old, report, source, _ in replacements
         ],
     )
 

@@ -531,3 +531,82 @@ async def test_check_ins_arriving_together_are_each_decided_and_written(
     assert kept == [365, 365]  # S002's first report, and W001's first of the batch
     warned = {no for no, kind, _ in await c.pushes() if kind == "health_warning"}
     assert warned == {"F001", "F004"}  # T001's and S002's counsellor; W001's responsible
+
+
+async def test_replacements_in_one_batch_each_keep_their_own_time(any_db: Campus) -> None:
+    """Two persons replace their report in the same batch, a minute apart: each kept
+    revision says when its own report was replaced."""
+    import asyncio
+
+    c = any_db
+    await report(c, "S001", normal())
+    await report(c, "S002", normal())
+    c.later(minutes=5)
+    checkins = c.kit.checkins
+    first = asyncio.ensure_future(checkins.submit(c.ids["S001"], normal(contact=True)))
+    await asyncio.sleep(0)  # asked (and timed) now; the batch starts a loop turn later
+    asked_first = c.now
+    c.later(minutes=1)
+    second = asyncio.ensure_future(checkins.submit(c.ids["S002"], normal(contact=True)))
+    await asyncio.gather(first, second)
+    kept = dict(
+        (
+            await c.sessions().execute(
+                select(HealthReportRevision.person_id, HealthReportRevision.replaced_at)
+            )
+        ).all()
+    )
+    assert kept == {c.ids["S001"]: asked_first, c.ids["S002"]: c.now}
+
+
+async def test_a_batch_across_campus_midnight_files_each_check_in_under_its_own_day(
+    any_db: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked a second before and a second after midnight, decided in one batch: each is filed
+    under its own day, and "same as yesterday" reads the report written just before."""
+    import asyncio
+
+    from campus.health import store
+
+    c = any_db
+    reads: list[int] = []
+    load = store.load_for_checkin
+
+    async def counted(session, person_ids, first, last):  # type: ignore[no-untyped-def]
+        reads.append(len(person_ids))
+        return await load(session, person_ids, first, last)
+
+    monkeypatch.setattr(store, "load_for_checkin", counted)
+    day = c.now.date()
+    tomorrow = day + timedelta(days=1)
+    await report(c, "S002", fever(375))
+    c.at(datetime.combine(tomorrow, datetime.min.time(), SHANGHAI) - timedelta(seconds=1))
+    checkins = c.kit.checkins
+    late = asyncio.ensure_future(checkins.submit(c.ids["S001"], fever(376)))
+    await asyncio.sleep(0)  # asked now; the batch starts a loop turn later
+    c.later(seconds=2)
+    results = await asyncio.gather(
+        late,
+        checkins.same_as_yesterday(c.ids["S001"]),
+        checkins.same_as_yesterday(c.ids["S002"]),
+    )
+    assert reads[-2:] == [2, 1]  # one batch: both persons, then S001's second in a round
+    assert [r.outcome for r in results] == [Outcome.RECORDED] * 3
+    assert [(r.report.day, r.report.temperature) for r in results if r.report] == [
+        (day, 376),
+        (tomorrow, 376),
+        (tomorrow, 375),
+    ]
+    rows = (
+        await c.sessions().execute(
+            select(HealthReport.person_id, HealthReport.day, HealthReport.temperature)
+        )
+    ).all()
+    assert sorted(rows) == sorted(
+        [
+            (c.ids["S001"], day, 376),
+            (c.ids["S001"], tomorrow, 376),
+            (c.ids["S002"], day, 375),
+            (c.ids["S002"], tomorrow, 375),
+        ]
+    )
