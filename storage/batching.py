@@ -76,6 +76,8 @@ class Batcher(Generic[T, R]):
     async def _settle(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             results = await self._run([item for item, _ in batch])
+            if len(results) != len(batch):  # never leave a caller waiting on a miscount
+                raise RuntimeError(f"a batch of {len(batch)} gave {len(results)} results")
         except Exception as exc:
             if len(batch) == 1:
                 _fail(batch[0][1], exc)

@@ -94,3 +94,14 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     assert await first == 1 and await kept == 3
     with pytest.raises(asyncio.CancelledError):
         await doomed
+
+
+async def test_a_run_that_miscounts_fails_its_callers_instead_of_leaving_them_waiting() -> None:
+    async def run(items: Sequence[int]) -> list[int]:
+        return [1] if len(items) > 1 else []  # wrong for every batch
+
+    batcher: Batcher[int, int] = Batcher(run)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True), 2
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
