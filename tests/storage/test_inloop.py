@@ -107,8 +107,10 @@ async def test_the_wal_is_checkpointed_off_the_loop_and_stays_small(
             await asyncio.sleep(0.1)  # the worker thread's checkpoint runs meanwhile
             biggest = max(biggest, await asyncio.to_thread(os.path.getsize, f"{path}-wal"))
         assert checkpointer.done >= 3
-        # 20 MB went through a WAL that never held much more than WAL_RESTART_FRAMES pages.
-        assert biggest < 8_000_000
+        # 20 MB of pages went through the WAL. Restarted past WAL_RESTART_FRAMES (4 MB here)
+        # it stays within a few rounds' worth however slow the machine; never restarted, it
+        # passes 50 MB (passive checkpoints alone never catch up with steady writes).
+        assert biggest < 20_000_000
     finally:
         await engine.dispose()
 
