@@ -6,7 +6,10 @@ Keep in step with wrk/common.lua (openid = prefix + %06d; MsgIds unique per run)
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 HELP_PREFIX = "ohelp"  # scenario (a): any followers, bound or not
 BOUND_PREFIX = "obench"  # scenario (b): followers bound to the seeded persons
@@ -55,3 +58,26 @@ def text_body(openid: str, content: str, msgid: int, create_time: int) -> bytes:
 assert signature("spamtest", "1409735669", "1320562132") == (
     "16120ec1b8dbb870f510d87ce6bc2463eae6ca1a"
 )
+
+
+def py_spy(pid: int, output: str | Path, seconds: int) -> subprocess.Popen[bytes]:
+    """Sample `pid` with py-spy for `seconds`: collapsed stacks (raw) to `output`."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "500",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(output),
+            "--duration",
+            str(seconds),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

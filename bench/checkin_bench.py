@@ -330,25 +330,7 @@ def main() -> None:
             log(message)
             spy = None
             if args.profile and key == args.profile_run:
-                spy = subprocess.Popen(
-                    [
-                        str(PY.with_name("py-spy")),
-                        "record",
-                        "--pid",
-                        str(pids["bot"]),
-                        "--rate",
-                        "500",
-                        "--format",
-                        "raw",
-                        "--nonblocking",
-                        "-o",
-                        args.profile,
-                        "--duration",
-                        str(args.duration),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+                spy = B.py_spy(pids["bot"], args.profile, args.duration)
             before = cpu_seconds(pids["bot"])
             sizes = batch_sizes(f"http://127.0.0.1:{bot_port}")
             results[key] = wrk(bot, args.duration, args.connections, script, **extra, **common)

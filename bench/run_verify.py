@@ -39,6 +39,9 @@ PY = Path(sys.executable)
 HEALTHBOT = PY.with_name("healthbot")
 TOKEN = "verify-bench-token"
 
+sys.path.insert(0, str(BENCH))
+from benchlib import py_spy  # noqa: E402
+
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -278,25 +281,7 @@ def main() -> None:
             before = cpu_seconds(pid)
             spy = None
             if args.profile is not None and name == "bot":
-                spy = subprocess.Popen(
-                    [
-                        str(PY.with_name("py-spy")),
-                        "record",
-                        "--pid",
-                        str(pid),
-                        "--rate",
-                        "500",
-                        "--format",
-                        "raw",
-                        "--nonblocking",
-                        "-o",
-                        str(args.profile),
-                        "--duration",
-                        str(args.duration),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+                spy = py_spy(pid, args.profile, args.duration)
             result = wrk(url, args.duration, mode, script)
             if spy is not None:
                 spy.wait(timeout=60)

@@ -286,22 +286,15 @@ class WeChatAPI:
         }
 
     async def tag_users(self, tag_id: int, openids: Sequence[str]) -> None:
-        for start in range(0, len(openids), TAG_BATCH):
-            batch = list(openids[start : start + TAG_BATCH])
-            await self._call(
-                "POST",
-                "/cgi-bin/tags/members/batchtagging",
-                json={"openid_list": batch, "tagid": tag_id},
-            )
+        await self._members("/cgi-bin/tags/members/batchtagging", tag_id, openids)
 
     async def untag_users(self, tag_id: int, openids: Sequence[str]) -> None:
+        await self._members("/cgi-bin/tags/members/batchuntagging", tag_id, openids)
+
+    async def _members(self, path: str, tag_id: int, openids: Sequence[str]) -> None:
         for start in range(0, len(openids), TAG_BATCH):
             batch = list(openids[start : start + TAG_BATCH])
-            await self._call(
-                "POST",
-                "/cgi-bin/tags/members/batchuntagging",
-                json={"openid_list": batch, "tagid": tag_id},
-            )
+            await self._call("POST", path, json={"openid_list": batch, "tagid": tag_id})
 
     async def tagged_users(self, tag_id: int) -> list[str]:
         """The followers with the tag (/cgi-bin/user/tag/get, 10,000 a page)."""
