@@ -455,16 +455,10 @@ async def test_conditions_select_in_sql_what_the_engine_selects(any_db: Campus) 
 # --- check-ins that arrive together (one batch) -----------------------------------------
 
 
-async def test_check_ins_arriving_together_are_each_decided_and_written(
-    any_db: Campus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A batch mixing a plain report, a fever (status change, warnings), a replacement, a
-    person asking twice and an unknown person gives each the answer it would get alone."""
-    import asyncio
-
+def _count_batch_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of persons each batch read asked for, in order."""
     from campus.health import store
 
-    c = any_db
     reads: list[int] = []
     load = store.load_for_checkin
 
@@ -473,6 +467,18 @@ async def test_check_ins_arriving_together_are_each_decided_and_written(
         return await load(session, person_ids, first, last)
 
     monkeypatch.setattr(store, "load_for_checkin", counted)
+    return reads
+
+
+async def test_check_ins_arriving_together_are_each_decided_and_written(
+    any_db: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch mixing a plain report, a fever (status change, warnings), a replacement, a
+    person asking twice and an unknown person gives each the answer it would get alone."""
+    import asyncio
+
+    c = any_db
+    reads = _count_batch_reads(monkeypatch)
     await report(c, "S002", normal())  # to be replaced in the batch
     c.later(minutes=5)
     checkins = c.kit.checkins
@@ -566,17 +572,8 @@ async def test_a_batch_across_campus_midnight_files_each_check_in_under_its_own_
     under its own day, and "same as yesterday" reads the report written just before."""
     import asyncio
 
-    from campus.health import store
-
     c = any_db
-    reads: list[int] = []
-    load = store.load_for_checkin
-
-    async def counted(session, person_ids, first, last):  # type: ignore[no-untyped-def]
-        reads.append(len(person_ids))
-        return await load(session, person_ids, first, last)
-
-    monkeypatch.setattr(store, "load_for_checkin", counted)
+    reads = _count_batch_reads(monkeypatch)
     day = c.now.date()
     tomorrow = day + timedelta(days=1)
     await report(c, "S002", fever(375))

@@ -45,15 +45,26 @@ async def _seen(engine: AsyncEngine, openid: str) -> datetime | None:
         ).scalar_one()
 
 
+async def _campus(
+    engine: AsyncEngine,
+) -> tuple[async_sessionmaker[AsyncSession], MemoryKV, Keyspace, BindingService]:
+    """The seeded campus: its sessions, an in-memory KV, the keyspace and binding."""
+    sessions = session_factory(engine)
+    kv, keys = MemoryKV(), Keyspace("wxacc")
+    await seed_campus(sessions, DataVault.from_setting(DATA_KEY))
+    return (
+        sessions,
+        kv,
+        keys,
+        BindingService(sessions, DataVault.from_setting(DATA_KEY), kv, keys, 5),
+    )
+
+
 async def _unseen_guest(
     engine: AsyncEngine, openid: str
 ) -> tuple[async_sessionmaker[AsyncSession], MemoryKV, Keyspace]:
     """S001 bound to `openid`, last seen three days before NOW."""
-    sessions = session_factory(engine)
-    vault = DataVault.from_setting(DATA_KEY)
-    kv, keys = MemoryKV(), Keyspace("wxacc")
-    await seed_campus(sessions, vault)
-    binding = BindingService(sessions, vault, kv, keys, 5)
+    sessions, kv, keys, binding = await _campus(engine)
     assert (await binding.bind(openid, "S001", id_tail("S001"))).outcome is BindOutcome.BOUND
     async with sessions.begin() as session:
         await session.execute(
@@ -65,12 +76,7 @@ async def _unseen_guest(
 
 
 async def test_a_bound_principal_and_its_last_seen(engine: AsyncEngine) -> None:
-    sessions = session_factory(engine)
-    vault = DataVault.from_setting(DATA_KEY)
-    keys = Keyspace("wxacc")
-    kv = MemoryKV()
-    await seed_campus(sessions, vault)
-    binding = BindingService(sessions, vault, kv, keys, 5)
+    sessions, kv, keys, binding = await _campus(engine)
     result = await binding.bind("o_acc", "S001", id_tail("S001"))
     assert result.outcome is BindOutcome.BOUND
     accounts = AccountService(sessions, "zh_CN", kv, keys)
@@ -113,12 +119,7 @@ async def test_principals_asked_for_together_are_read_and_refreshed_together(
 ) -> None:
     """Concurrent first messages: a bound user long unseen, one seen a minute ago, a new
     follower, and the same user twice; one read answers all, each gets their own principal."""
-    sessions = session_factory(engine)
-    vault = DataVault.from_setting(DATA_KEY)
-    keys = Keyspace("wxacc")
-    kv = MemoryKV()
-    await seed_campus(sessions, vault)
-    binding = BindingService(sessions, vault, kv, keys, 5)
+    sessions, kv, keys, binding = await _campus(engine)
     for openid, no in (("o_old", "S001"), ("o_recent", "S002")):
         assert (await binding.bind(openid, no, id_tail(no))).outcome is BindOutcome.BOUND
     async with sessions.begin() as session:
