@@ -42,7 +42,7 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     )
 
 
-async def _patiently(call: Callable[..., T], *args: Any) -> T:
+async def patiently(call: Callable[..., T], *args: Any) -> T:
     delay, waited = 0.001, 0.0
     while True:
         try:
@@ -103,12 +103,12 @@ class Cursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
-        await _patiently(self._cursor.execute, sql, () if parameters is None else parameters)
+        await patiently(self._cursor.execute, sql, () if parameters is None else parameters)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Cursor:
         rows = list(parameters)  # retried whole if busy: nothing of it was written
-        await _patiently(self._cursor.executemany, sql, rows)
+        await patiently(self._cursor.executemany, sql, rows)
         return self
 
     async def fetchone(self) -> Any:
@@ -160,7 +160,7 @@ class Checkpointer:
                 if frames >= WAL_RESTART_FRAMES:
                     # Under steady writes a passive checkpoint never catches up and the WAL
                     # only grows. This one waits for the writer, copies the rest, and has the
-                    # next writer start the WAL afresh; the loop's writers wait in _patiently.
+                    # next writer start the WAL afresh; the loop's writers wait in patiently.
                     conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             finally:
                 conn.close()
@@ -183,6 +183,11 @@ class Connection:
         self._checkpointer = checkpointer
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself, for storage/raw.py's statements."""
+        return self._conn
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
@@ -197,7 +202,7 @@ class Connection:
         return await Cursor(self._conn.cursor()).execute(sql, parameters)
 
     async def commit(self) -> None:
-        await _patiently(self._conn.commit)
+        await patiently(self._conn.commit)
         if self._checkpointer is not None:
             self._checkpointer.after_commit()
 
@@ -226,7 +231,7 @@ def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], An
     async def connect() -> Connection:
         # check_same_thread off: the pool may close a connection from the GC's thread.
         connection = sqlite3.connect(*args, **{**kwargs, "check_same_thread": False})
-        connection.execute("PRAGMA busy_timeout=0")  # waits happen in _patiently, not here
+        connection.execute("PRAGMA busy_timeout=0")  # waits happen in patiently, not here
         if checkpointer is not None:
             connection.execute("PRAGMA wal_autocheckpoint=0")  # see Checkpointer
         return Connection(connection, checkpointer)

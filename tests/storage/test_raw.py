@@ -1,0 +1,185 @@
+"""storage/raw.py: statements on the driver's connection write and read what SQLAlchemy
+would, in one transaction that commits or rolls back whole, on every driver the app uses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage import raw
+from storage.batching import bound_list, one_of
+from storage.engine import create_engine
+from storage.models import UTCDateTime
+
+META = MetaData()
+PARENT = Table("parent", META, Column("id", Integer, primary_key=True))
+ROWS = Table(
+    "rows",
+    META,
+    Column("id", Integer, primary_key=True),
+    Column("parent_id", ForeignKey("parent.id")),
+    Column("name", String(20)),
+    Column("at", UTCDateTime),
+    Column("day", Date),
+    Column("flag", Boolean),
+    Column("live", Integer, default=1),
+)
+COLUMNS = ("id", "parent_id", "name", "at", "day", "flag", "live")
+EAST8 = timezone(timedelta(hours=8))
+
+
+@pytest.fixture(params=["inloop", "thread", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "postgresql":
+        e = create_engine(request.getfixturevalue("postgres_url"))
+    else:
+        e = create_engine(
+            f"sqlite+aiosqlite:///{tmp_path}/db.sqlite", sqlite_inloop=request.param == "inloop"
+        )
+    async with e.begin() as conn:
+        await conn.run_sync(META.create_all)
+        await conn.execute(insert(PARENT), [{"id": 1}])
+    yield e
+    await e.dispose()
+
+
+def row(i: int, **over: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "id": i,
+        "parent_id": 1,
+        "name": f"n{i}",
+        "at": datetime(2026, 11, 26, 8, 30, 15, 123456, tzinfo=EAST8),
+        "day": date(2026, 11, 26),
+        "flag": i % 2 == 0,
+        "live": 1,
+    }
+    return values | over
+
+
+async def test_rows_written_raw_read_back_through_sqlalchemy_as_given(engine: AsyncEngine) -> None:
+    stmt = raw.Statement(insert(ROWS), engine.dialect, columns=COLUMNS)
+    async with raw.transaction(engine) as tx:
+        await tx.execute_many(stmt, [row(1), row(2)])
+    async with engine.connect() as conn:
+        got = (await conn.execute(select(ROWS).order_by(ROWS.c.id))).all()
+    assert [tuple(r) for r in got] == [
+        (1, 1, "n1", datetime(2026, 11, 26, 0, 30, 15, 123456, tzinfo=UTC), date(2026, 11, 26), False, 1),
+        (2, 1, "n2", datetime(2026, 11, 26, 0, 30, 15, 123456, tzinfo=UTC), date(2026, 11, 26), True, 1),
+    ]  # fmt: skip
+
+
+async def test_rows_written_by_sqlalchemy_read_raw_as_sqlalchemy_reads_them(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(ROWS), [row(1), row(2, at=None, day=None, flag=None)])
+    read = select(ROWS.c.id, ROWS.c.at, ROWS.c.day, ROWS.c.flag, ROWS.c.live).order_by(ROWS.c.id)
+    async with engine.connect() as conn:
+        expected = [tuple(r) for r in (await conn.execute(read)).all()]
+    async with raw.transaction(engine) as tx:
+        got = await tx.fetch(raw.Statement(read, engine.dialect), {})
+    assert got == expected
+    assert got[0][1] == datetime(2026, 11, 26, 0, 30, 15, 123456, tzinfo=UTC)
+    assert got[0][3] is False and got[1][1:4] == (None, None, None) and got[0][4] == 1
+
+
+async def test_parameters_by_name_literals_and_lists(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(ROWS), [row(i) for i in range(1, 6)])
+        await conn.execute(update(ROWS).where(ROWS.c.id == 5).values(live=0))
+    name = engine.dialect.name
+    # `live == 1` is a literal of the statement: it binds itself; `ids` is one list parameter.
+    stmt = (
+        select(ROWS.c.id)
+        .where(one_of(ROWS.c.id, "ids", name), ROWS.c.live == 1, ROWS.c.name != bindparam("not"))
+        .order_by(ROWS.c.id)
+    )
+    async with raw.transaction(engine) as tx:
+        got = await tx.fetch(
+            raw.Statement(stmt, engine.dialect), {"ids": bound_list([1, 2, 3, 5], name), "not": "n2"}
+        )
+    assert got == [(1,), (3,)]
+
+
+async def test_execute_counts_the_rows_it_changed(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(ROWS), [row(i) for i in range(1, 4)])
+    stmt = raw.Statement(
+        update(ROWS).where(ROWS.c.id <= bindparam("upto")).values(name="x"), engine.dialect
+    )
+    async with raw.transaction(engine) as tx:
+        assert await tx.execute(stmt, {"upto": 2}) == 2
+        assert await tx.execute(stmt, {"upto": 0}) == 0
+
+
+async def test_a_failure_rolls_back_the_whole_transaction(engine: AsyncEngine) -> None:
+    stmt = raw.Statement(insert(ROWS), engine.dialect, columns=COLUMNS)
+    with pytest.raises(Exception) as failed:
+        async with raw.transaction(engine) as tx:
+            await tx.execute_many(stmt, [row(1)])
+            await tx.execute_many(stmt, [row(2, parent_id=99)])  # no such parent
+    assert "rows" in str(failed.value) or "FOREIGN KEY" in str(failed.value)
+    assert getattr(failed.value, "detail", None) is None  # the values at fault stay out
+    with pytest.raises(RuntimeError):
+        async with raw.transaction(engine) as tx:
+            await tx.execute_many(stmt, [row(3)])
+            raise RuntimeError("the caller's own fault")
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(ROWS.c.id))).all() == []
+    # The connection went back to the pool clean: SQLAlchemy's next transaction works.
+    async with engine.begin() as conn:
+        await conn.execute(insert(ROWS), [row(4)])
+    async with raw.transaction(engine) as tx:
+        assert await tx.fetch(raw.Statement(select(ROWS.c.id), engine.dialect), {}) == [(4,)]
+
+
+async def test_an_early_return_commits_what_was_written(engine: AsyncEngine) -> None:
+    stmt = raw.Statement(insert(ROWS), engine.dialect, columns=COLUMNS)
+
+    async def write_then_return() -> str:
+        async with raw.transaction(engine) as tx:
+            await tx.execute_many(stmt, [row(1)])
+            return "done"
+
+    assert await write_then_return() == "done"
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(ROWS.c.id))).scalars().all() == [1]
+
+
+def test_a_python_side_default_must_be_given() -> None:
+    # SQLAlchemy computes `default=1` while it executes; a raw insert would leave it out.
+    dialect = create_engine("sqlite+aiosqlite:///:memory:").dialect
+    with pytest.raises(ValueError, match="live"):
+        raw.Statement(insert(ROWS), dialect, columns=COLUMNS[:-1])
+
+
+async def test_rows_are_named_by_their_columns(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(ROWS), [row(7)])
+    stmt = select(ROWS.c.id, ROWS.c.name.label("label"))
+    async with raw.transaction(engine) as tx:
+        (got,) = await tx.fetch(raw.Statement(stmt, engine.dialect), {})
+    assert (got.id, got.label) == (7, "n7") and got == (7, "n7")
+
+
+def test_only_the_app_drivers_are_supported() -> None:
+    assert raw.supported(create_engine("sqlite+aiosqlite:///:memory:"))
+    assert raw.supported(create_engine("postgresql+asyncpg://u@127.0.0.1/x"))
