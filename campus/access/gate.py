@@ -3,13 +3,18 @@
 The guard's scan is the hot path: the code is checked in memory (keys and places are
 cached), then one transaction reads the person's live facts and writes the access record
 (and, at a place with a capacity, moves its occupancy). Scans that arrive together share
-that transaction: one `IN (…)` read, one multi-row insert (campus/access/batching.py).
+that transaction: one read of the persons, one multi-row insert (storage/batching.py).
+
+A batch of plain scans runs its two statements on the driver's connection
+(storage/raw.py). A batch that moves an occupancy count, or has the gate hook to ask about
+a person not back yet, takes SQLAlchemy's path: both need more than two statements, and the
+hook works with mapped objects.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, cast
@@ -38,6 +43,7 @@ from campus.access.places import PlaceDirectory, PlaceInfo
 from campus.access.policies import Policies, Policy, Reason, Subject
 from campus.access.token import Problem, TokenRejected
 from campus.identity import mask_name
+from storage import raw
 from storage.batching import Batcher, bound_list, one_of
 from storage.models import AccessRecord, Person, PlaceOccupancy, Unit
 
@@ -122,7 +128,29 @@ _RECORDS = cast(Table, AccessRecord.__table__)  # Core: an executemany, no ORM b
 # The batch's statements, built once and run on a Core connection: no ORM compile step per
 # execution, and SQLAlchemy's compiled cache serves them at once.
 _INSERT_RECORDS = insert(_RECORDS)
+_RECORD_COLUMNS = (
+    "person_id",
+    "place_id",
+    "direction",
+    "at",
+    "allowed",
+    "reason",
+    "method",
+    "verifier_id",
+)
 _PersonsRead = Select[*tuple[Any, ...]]
+
+
+_Settled = tuple[list["Decision"], list[dict[str, Any]]]  # the decisions, the records written
+
+
+@dataclass(frozen=True, slots=True)
+class _RawStatements:
+    """The batch's statements for storage/raw.py: the persons' read (one, many), the insert."""
+
+    one: raw.Statement
+    many: raw.Statement
+    insert: raw.Statement
 
 
 def _persons_read(hooked: ColumnElement[bool], dialect: str) -> tuple[_PersonsRead, _PersonsRead]:
@@ -170,7 +198,8 @@ class AccessService:
         self._tz = tz
         self._batches: Batcher[_Attempt, Decision] = Batcher(self._settle, name="access")
         self._gate_hook: GateHook | None = None
-        self._read_persons = _persons_read(false(), self._dialect)
+        self._raw_reads: _RawStatements | None = None
+        self._set_reads(false())
 
     @property
     def gate_hook(self) -> GateHook | None:
@@ -180,8 +209,18 @@ class AccessService:
     @gate_hook.setter
     def gate_hook(self, hook: GateHook | None) -> None:
         self._gate_hook = hook
-        hooked = false() if hook is None else hook.concerns(Person.id)
+        self._set_reads(false() if hook is None else hook.concerns(Person.id))
+
+    def _set_reads(self, hooked: ColumnElement[bool]) -> None:
         self._read_persons = _persons_read(hooked, self._dialect)
+        if raw.supported(self._engine):
+            dialect = self._engine.dialect
+            one, many = self._read_persons
+            self._raw_reads = _RawStatements(
+                raw.Statement(one, dialect),
+                raw.Statement(many, dialect),
+                raw.Statement(_INSERT_RECORDS, dialect, columns=_RECORD_COLUMNS),
+            )
 
     async def scan(self, token: str, place: PlaceInfo, guard_id: int, direction: str) -> Decision:
         """A guard on duty at `place` scanned `token`."""
@@ -201,45 +240,72 @@ class AccessService:
         return await self._batches.submit(_Attempt(person_id, place, direction, now, SELF, None))
 
     async def _settle(self, attempts: Sequence[_Attempt]) -> list[Decision]:
-        """Decide and record a batch: one read of the persons, one transaction of records.
+        """Decide and record a batch: one read of the persons, one transaction of records."""
+        settled: _Settled | None = None
+        persons: dict[int, _Person] | None = None
+        if self._raw_reads is not None and not any(self._counted(a) for a in attempts):
+            persons, settled = await self._settle_raw(self._raw_reads, attempts)
+        if settled is None:
+            settled = await self._settle_core(attempts, persons)
+        decisions, rows = settled
+        for row in rows:  # counted once committed
+            ACCESS_DECISIONS.labels(row["method"], row["direction"], row["reason"]).inc()
+        return decisions
 
-        The transaction is a Core connection's; an ORM session joins it only when the gate
-        hook is asked (it works with mapped objects), so a batch of plain scans pays for no
-        session."""
+    def _counted(self, attempt: _Attempt) -> bool:
+        """Whether the attempt may move an occupancy count (its place has a capacity)."""
+        policy = self.policies.get(attempt.place.policy)
+        return policy is not None and policy.capacity is not None
+
+    async def _settle_raw(
+        self, statements: _RawStatements, attempts: Sequence[_Attempt]
+    ) -> tuple[dict[int, _Person], _Settled | None]:
+        """The batch on the driver's connection: the persons read, and the batch settled;
+        or not settled, with nothing written, when the gate hook has a person to be asked
+        about (then `_settle_core` takes the batch, with the persons already read)."""
+        async with raw.transaction(self._engine) as tx:
+            ids = _ids(attempts)
+            persons: dict[int, _Person] = {}
+            if len(ids) == 1:
+                found = await tx.fetch(statements.one, {"id": next(iter(ids))})
+                persons = _persons(found)
+            elif ids:
+                found = await tx.fetch(statements.many, {"ids": bound_list(ids, self._dialect)})
+                persons = _persons(found)
+            decisions = [self._decide(attempt, persons) for attempt in attempts]
+            if any(
+                self._asks_hook(a, persons, d) for a, d in zip(attempts, decisions, strict=True)
+            ):
+                return persons, None
+            rows = [_record(a, d) for a, d in zip(attempts, decisions, strict=True)]
+            await tx.execute_many(statements.insert, rows)
+        return persons, (decisions, rows)
+
+    async def _settle_core(
+        self, attempts: Sequence[_Attempt], persons: dict[int, _Person] | None = None
+    ) -> _Settled:
+        """The batch through SQLAlchemy, for what `_settle_raw` leaves: occupancy counts and
+        the gate hook. The transaction is a Core connection's; an ORM session joins it only
+        when the hook is asked (it works with mapped objects). `persons`: read already."""
         decisions: list[Decision] = []
-        rows: list[dict[str, object]] = []
+        rows: list[dict[str, Any]] = []
         async with self._engine.begin() as conn:
             tx = _Transaction(conn, self._sessions)
             try:
-                ids = {
-                    a.person_id for a in attempts if a.person_id is not None and a.refused is None
-                }
-                persons = await _load_persons(conn, self._read_persons, ids) if ids else {}
+                ids = _ids(attempts)
+                if persons is None:
+                    persons = await _load_persons(conn, self._read_persons, ids) if ids else {}
                 for attempt in attempts:
                     decision = self._decide(attempt, persons)
                     decision = await self._at_gate(tx, attempt, persons, decision)
                     decision = await self._count(conn, decision)
                     decisions.append(decision)
-                    known = decision.identity is not None
-                    rows.append(
-                        {
-                            "person_id": attempt.person_id if known else None,
-                            "place_id": attempt.place.id,
-                            "direction": attempt.direction,
-                            "at": attempt.at,
-                            "allowed": decision.allowed,
-                            "reason": decision.reason.value if decision.reason else "",
-                            "method": attempt.method,
-                            "verifier_id": attempt.verifier,
-                        }
-                    )
+                    rows.append(_record(attempt, decision))
                 await tx.flush()
                 await conn.execute(_INSERT_RECORDS, rows)
             finally:
                 await tx.close()
-        for row in rows:  # counted once committed
-            ACCESS_DECISIONS.labels(row["method"], row["direction"], row["reason"]).inc()
-        return decisions
+        return decisions, rows
 
     def _decide(self, attempt: _Attempt, persons: dict[int, _Person]) -> Decision:
         place, direction, at = attempt.place, attempt.direction, attempt.at
@@ -277,6 +343,21 @@ class AccessService:
         decision: Decision,
     ) -> Decision:
         """A guard's entry scan at a gate of a person not back yet: ask the gate hook."""
+        if self.gate_hook is None or not self._asks_hook(attempt, persons, decision):
+            return decision
+        assert attempt.person_id is not None  # _asks_hook
+        note = await self.gate_hook(tx.session(), attempt.person_id, attempt.place, attempt.at)
+        if note is None:
+            return decision
+        if note.arrived:
+            return replace(decision, note=note)
+        return replace(decision, allowed=False, reason=Reason.NOT_RETURNED, note=note)
+
+    def _asks_hook(
+        self, attempt: _Attempt, persons: dict[int, _Person], decision: Decision
+    ) -> bool:
+        """Whether the gate hook is asked about this attempt: a guard's allowed entry scan at
+        a gate, of a person not back yet whom the hook's `concerns` column marks."""
         if (
             self.gate_hook is None
             or not decision.allowed
@@ -285,16 +366,9 @@ class AccessService:
             or attempt.place.kind != "gate"
             or attempt.person_id is None
         ):
-            return decision
+            return False
         person = persons.get(attempt.person_id)
-        if person is None or person.subject.returned_at is not None or not person.hooked:
-            return decision
-        note = await self.gate_hook(tx.session(), attempt.person_id, attempt.place, attempt.at)
-        if note is None:
-            return decision
-        if note.arrived:
-            return replace(decision, note=note)
-        return replace(decision, allowed=False, reason=Reason.NOT_RETURNED, note=note)
+        return person is not None and person.subject.returned_at is None and person.hooked
 
     async def _count(self, conn: AsyncConnection, decision: Decision) -> Decision:
         """Move the occupancy of a place with a capacity; a full place turns a pass to ⛔."""
@@ -335,6 +409,26 @@ class _Transaction:
             await self._session.close()
 
 
+def _ids(attempts: Sequence[_Attempt]) -> set[int]:
+    """The persons a batch reads: those whose code verified."""
+    return {a.person_id for a in attempts if a.person_id is not None and a.refused is None}
+
+
+def _record(attempt: _Attempt, decision: Decision) -> dict[str, Any]:
+    """The access record of one decided attempt."""
+    known = decision.identity is not None
+    return {
+        "person_id": attempt.person_id if known else None,
+        "place_id": attempt.place.id,
+        "direction": attempt.direction,
+        "at": attempt.at,
+        "allowed": decision.allowed,
+        "reason": decision.reason.value if decision.reason else "",
+        "method": attempt.method,
+        "verifier_id": attempt.verifier,
+    }
+
+
 async def _load_persons(
     conn: AsyncConnection, reads: tuple[_PersonsRead, _PersonsRead], ids: set[int]
 ) -> dict[int, _Person]:
@@ -343,22 +437,19 @@ async def _load_persons(
         result = await conn.execute(one, {"id": next(iter(ids))})
     else:
         result = await conn.execute(many, {"ids": bound_list(ids, conn.dialect.name)})
-    return {
-        row.id: _Person(
-            Subject(
-                row.id,
-                row.status,
-                row.category,
-                row.state,
-                row.valid_until,
-                row.home_place_id,
-                row.returned_at,
-            ),
-            Identity(mask_name(row.name), row.category, row.unit),
-            bool(row.hooked),
+    return _persons(result)
+
+
+def _persons(rows: Iterable[Sequence[Any]]) -> dict[int, _Person]:
+    """Rows of `_persons_read`, in its column order, by person id."""
+    persons: dict[int, _Person] = {}
+    for pid, name, category, state, status, valid_until, home, returned, unit, hooked in rows:
+        persons[pid] = _Person(
+            Subject(pid, status, category, state, valid_until, home, returned),
+            Identity(mask_name(name), category, unit),
+            bool(hooked),
         )
-        for row in result
-    }
+    return persons
 
 
 async def _enter(conn: AsyncConnection, place_id: int, capacity: int, today: date) -> bool:
