@@ -9,13 +9,13 @@ lower it (a typo of 38.5 for 36.5 is corrected by a health officer's override).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from campus.health import store
@@ -34,6 +34,7 @@ from campus.health.model import (
 )
 from campus.health.rules import HealthRules
 from campus.health.warnings import Raise, Subject, WarningService
+from storage import raw
 from storage.batching import Batcher
 
 
@@ -123,6 +124,13 @@ class CheckinService:
         self._batches: Batcher[_Ask, CheckinResult] = Batcher(
             self._record_many, max_batch=100, name="checkins"
         )
+        engine = sessions.kw.get("bind")
+        self._engine = engine if isinstance(engine, AsyncEngine) else None
+        self._raw = (
+            store.RawCheckin(engine.dialect)
+            if isinstance(engine, AsyncEngine) and raw.supported(engine)
+            else None
+        )
 
     def today_is(self) -> date:
         return campus_day(clock_now(self._clock), self._tz)
@@ -148,8 +156,11 @@ class CheckinService:
 
         A person asking twice in one batch is served in order: their second check-in is
         read in a second round, after the first one's writes.
+
+        The common check-in (its report written as it is: no status or engine state to
+        change, no warning) runs on the driver's connection (storage/raw.py), those of a
+        batch together. The others, and a batch of several rounds, take the ORM session.
         """
-        results: dict[int, CheckinResult] = {}
         rounds: list[list[tuple[int, _Ask]]] = []
         for index, ask in enumerate(asks):
             for members in rounds:
@@ -158,33 +169,94 @@ class CheckinService:
                     break
             else:
                 rounds.append([(index, ask)])
+        if self._raw is None or self._engine is None or len(rounds) > 1:
+            results = await self._record_session(rounds)
+        else:
+            results, rest = await self._record_raw(self._raw, self._engine, rounds[0])
+            if rest:
+                results |= await self._record_session([rest])
+        return [results[index] for index in range(len(asks))]
+
+    async def _record_raw(
+        self, statements: store.RawCheckin, engine: AsyncEngine, members: list[tuple[int, _Ask]]
+    ) -> tuple[dict[int, CheckinResult], list[tuple[int, _Ask]]]:
+        """One round on the driver's connection, for the check-ins that only write their
+        report; the others are returned, unwritten, for `_record_session`."""
+        results: dict[int, CheckinResult] = {}
+        rest: list[tuple[int, _Ask]] = []
+        # The lock (taken for the writes) is let go after the commit, as in _record_session.
+        async with contextlib.AsyncExitStack() as stack, raw.transaction(engine) as tx:
+            first, last = self._window(members)
+            found = await statements.load_for_checkin(
+                tx, sorted({ask.person_id for _, ask in members}), first, last
+            )
+
+            async def latest(person_id: int, before: date) -> Report | None:
+                return await statements.latest_report(tx, person_id, before)
+
+            plans = await self._plan(found, members, results, latest)
+            asks = dict(members)
+            rest += [(p.index, asks[p.index]) for p in plans if self._saves_anything(p)]
+            plans = [p for p in plans if not self._saves_anything(p)]
+            if plans:
+                # Writers of this process queue here (SQLite), as in _record_session.
+                await stack.enter_async_context(store.write_lock(engine))
+                replacements = [
+                    (p.todays, p.report, p.source, p.now) for p in plans if p.todays is not None
+                ]
+                if replacements:
+                    await statements.replace_reports(tx, replacements)
+                firsts = [
+                    (p.person.person_id, p.report, p.source) for p in plans if p.todays is None
+                ]
+                if firsts:
+                    await statements.insert_reports(tx, firsts)
+        for plan in plans:
+            results[plan.index] = self._result(plan)
+        return results, rest
+
+    async def _record_session(
+        self, rounds: list[list[tuple[int, _Ask]]]
+    ) -> dict[int, CheckinResult]:
+        results: dict[int, CheckinResult] = {}
         async with self._sessions() as session, contextlib.AsyncExitStack() as stack:
             locked = False
             for members in rounds:
-                plans = await self._plan(session, members, results)
+                first, last = self._window(members)
+                found = await store.load_for_checkin(
+                    session, sorted({ask.person_id for _, ask in members}), first, last
+                )
+
+                async def latest(person_id: int, before: date) -> Report | None:
+                    return await store.latest_report(session, person_id, before)
+
+                plans = await self._plan(found, members, results, latest)
                 if plans and not locked:  # writers of this process queue here (SQLite)
                     await stack.enter_async_context(store.write_lock(self._sessions))
                     locked = True
                 await self._write(session, plans, results)
             if locked:
                 await session.commit()
-        return [results[index] for index in range(len(asks))]
+        return results
+
+    def _window(self, members: list[tuple[int, _Ask]]) -> tuple[date, date]:
+        """The days of reports a round's read needs: the rules' lookback and yesterday."""
+        days = {campus_day(ask.now, self._tz) for _, ask in members}
+        first = min(
+            min(days_back(day, self.rules.lookback_days), day - timedelta(days=1)) for day in days
+        )
+        return first, max(days)
 
     async def _plan(
         self,
-        session: AsyncSession,
+        found: dict[int, tuple[store.PersonHealth, list[store.StoredReport]]],
         members: list[tuple[int, _Ask]],
         results: dict[int, CheckinResult],
+        latest: Callable[[int, date], Awaitable[Report | None]],
     ) -> list[_Plan]:
-        """Read the round's persons and decide each report (no writes yet)."""
+        """Decide each report of the round from what was read (no writes yet). `latest`
+        reads a person's last report before the window, for a form that leaves out where."""
         plans: list[_Plan] = []
-        days = {campus_day(ask.now, self._tz) for _, ask in members}
-        first_needed = min(
-            min(days_back(day, self.rules.lookback_days), day - timedelta(days=1)) for day in days
-        )
-        found = await store.load_for_checkin(
-            session, sorted({ask.person_id for _, ask in members}), first_needed, max(days)
-        )
         for index, ask in members:
             now = ask.now
             day = campus_day(now, self._tz)
@@ -212,7 +284,7 @@ class CheckinService:
                 if location is None:
                     last = todays.report if todays else (earlier[-1] if earlier else None)
                     if last is None:
-                        last = await store.latest_report(session, ask.person_id, first)
+                        last = await latest(ask.person_id, first)
                     location = last.location if last else "campus"
                     region = last.region if last else ""
                 report = Report(
@@ -267,17 +339,18 @@ class CheckinService:
                 await self._save(
                     session, plan.person, plan.day, plan.assessment, report_id, plan.now
                 )
-            results[plan.index] = CheckinResult(
-                Outcome.RECORDED,
-                report=plan.report,
-                before=plan.person.status,
-                standing=plan.assessment.standing,
-                replaced=plan.todays is not None,
-                fired=plan.assessment.fired,
-                forecast=forecast(
-                    self.rules, plan.assessment.standing, plan.history, plan.day, True
-                ),
-            )
+            results[plan.index] = self._result(plan)
+
+    def _result(self, plan: _Plan) -> CheckinResult:
+        return CheckinResult(
+            Outcome.RECORDED,
+            report=plan.report,
+            before=plan.person.status,
+            standing=plan.assessment.standing,
+            replaced=plan.todays is not None,
+            fired=plan.assessment.fired,
+            forecast=forecast(self.rules, plan.assessment.standing, plan.history, plan.day, True),
+        )
 
     def _saves_anything(self, plan: _Plan) -> bool:
         """Whether _save would write: a green person with nothing new writes only the report."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campus.health.conditions import AllOf, AnyOf, Condition, FieldIs, Not
@@ -33,6 +34,7 @@ from campus.health.model import (
     reasons_from_text,
     reasons_to_text,
 )
+from storage import raw
 from storage.batching import bound_list, one_of
 from storage.engine import write_lock as write_lock  # re-exported: writers import it here
 from storage.models import (
@@ -250,14 +252,85 @@ async def load_for_checkin(
     conn = await session.connection()  # Core: none of the ORM's per-statement bookkeeping
     dialect = conn.dialect.name
     params = {"person_ids": bound_list(person_ids, dialect), "first": first, "last": last}
+    return _by_person(await conn.execute(_load_for_checkin(dialect), params))
+
+
+class RawCheckin:
+    """The check-in batch's statements for storage/raw.py (see CheckinService): the read of
+    `load_for_checkin`, the insert of `insert_reports`, the two of `replace_reports`."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.load = raw.Statement(_load_for_checkin(dialect.name), dialect)
+        self.insert = raw.Statement(
+            insert(HealthReport), dialect, columns=(*REPORT_FIELDS, "source", "revision")
+        )
+        self.keep = raw.Statement(_KEEP_REVISIONS, dialect)
+        self.overwrite = raw.Statement(_OVERWRITE, dialect)
+        self.latest = raw.Statement(_LATEST_REPORT, dialect)
+        self.dialect = dialect.name
+
+    async def load_for_checkin(
+        self, tx: raw.Transaction, person_ids: Sequence[int], first: date, last: date
+    ) -> dict[int, tuple[PersonHealth, list[StoredReport]]]:
+        params = {"person_ids": bound_list(person_ids, self.dialect), "first": first, "last": last}
+        return _by_person(await tx.fetch(self.load, params))
+
+    async def latest_report(
+        self, tx: raw.Transaction, person_id: int, before: date
+    ) -> Report | None:
+        rows = await tx.fetch(self.latest, {"person_id": person_id, "before": before})
+        return report_from_row(rows[0]) if rows else None
+
+    async def insert_reports(
+        self, tx: raw.Transaction, reports: Sequence[tuple[int, Report, str]]
+    ) -> None:
+        await tx.execute_many(self.insert, _report_rows(reports))
+
+    async def replace_reports(
+        self,
+        tx: raw.Transaction,
+        replacements: Sequence[tuple[StoredReport, Report, str, datetime]],
+    ) -> None:
+        await tx.execute_many(self.keep, _revision_rows(replacements))
+        await tx.execute_many(self.overwrite, _overwrite_rows(replacements))
+
+
+def _by_person(rows: Iterable[Any]) -> dict[int, tuple[PersonHealth, list[StoredReport]]]:
     found: dict[int, tuple[PersonHealth, list[StoredReport]]] = {}
-    for row in await conn.execute(_load_for_checkin(dialect), params):
+    for row in rows:
         entry = found.get(row.id)
         if entry is None:
             entry = found[row.id] = (person_from_row(row), [])
         if row.report_id is not None:
             entry[1].append(_stored(row))
     return found
+
+
+def _report_rows(reports: Sequence[tuple[int, Report, str]]) -> list[dict[str, Any]]:
+    return [
+        {**report_values(report), "person_id": person_id, "source": source, "revision": 1}
+        for person_id, report, source in reports
+    ]
+
+
+def _revision_rows(
+    replacements: Sequence[tuple[StoredReport, Report, str, datetime]],
+) -> list[dict[str, Any]]:
+    return [{"report_id": old.id, "replaced_at": now} for old, _, _, now in replacements]
+
+
+def _overwrite_rows(
+    replacements: Sequence[tuple[StoredReport, Report, str, datetime]],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "report_id": old.id,
+            **{f"new_{name}": value for name, value in report_values(report).items()},
+            "new_source": source,
+            "new_revision": old.revision + 1,
+        }
+        for old, report, source, _ in replacements
+    ]
 
 
 async def insert_report(session: AsyncSession, person_id: int, report: Report, source: str) -> int:
@@ -268,11 +341,7 @@ async def insert_report(session: AsyncSession, person_id: int, report: Report, s
 
 async def insert_reports(session: AsyncSession, reports: Sequence[tuple[int, Report, str]]) -> None:
     """First reports of the day for (person_id, report, source), in one multi-row insert."""
-    rows = [
-        {**report_values(report), "person_id": person_id, "source": source, "revision": 1}
-        for person_id, report, source in reports
-    ]
-    await (await session.connection()).execute(_INSERT_REPORTS, rows)
+    await (await session.connection()).execute(_INSERT_REPORTS, _report_rows(reports))
 
 
 async def replace_reports(
@@ -281,32 +350,22 @@ async def replace_reports(
     """Keep each day's earlier report as a revision (replaced at its own `now`, the last
     item), then overwrite it: two statements."""
     conn = await session.connection()
-    await conn.execute(
-        _KEEP_REVISIONS,
-        [{"report_id": old.id, "replaced_at": now} for old, _, _, now in replacements],
-    )
-    await conn.execute(
-        _OVERWRITE,
-        [
-            {
-                "report_id": old.id,
-                **{f"new_{name}": value for name, value in report_values(report).items()},
-                "new_source": source,
-                "new_revision": old.revision + 1,
-            }
-            for old, report, source, _ in replacements
-        ],
-    )
+    await conn.execute(_KEEP_REVISIONS, _revision_rows(replacements))
+    await conn.execute(_OVERWRITE, _overwrite_rows(replacements))
+
+
+_LATEST_REPORT = (
+    select(*_REPORT_COLUMNS)
+    .where(HealthReport.person_id == bindparam("person_id"), HealthReport.day < bindparam("before"))
+    .order_by(HealthReport.day.desc())
+    .limit(1)
+)
 
 
 async def latest_report(session: AsyncSession, person_id: int, before: date) -> Report | None:
-    stmt = (
-        select(HealthReport)
-        .where(HealthReport.person_id == person_id, HealthReport.day < before)
-        .order_by(HealthReport.day.desc())
-        .limit(1)
-    )
-    row = (await session.execute(stmt)).scalar_one_or_none()
+    """The person's last report before `before`, if any."""
+    result = await session.execute(_LATEST_REPORT, {"person_id": person_id, "before": before})
+    row = result.first()
     return None if row is None else report_from_row(row)
 
 

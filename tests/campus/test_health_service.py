@@ -539,6 +539,101 @@ async def test_check_ins_arriving_together_are_each_decided_and_written(
     assert warned == {"F001", "F004"}  # T001's and S002's counsellor; W001's responsible
 
 
+def _count_raw_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The persons read by each batch on the driver's connection (storage/raw.py)."""
+    from campus.health import store
+
+    reads: list[int] = []
+    load = store.RawCheckin.load_for_checkin
+
+    async def counted(self, tx, person_ids, first, last):  # type: ignore[no-untyped-def]
+        reads.append(len(person_ids))
+        return await load(self, tx, person_ids, first, last)
+
+    monkeypatch.setattr(store.RawCheckin, "load_for_checkin", counted)
+    return reads
+
+
+async def test_report_only_check_ins_go_on_the_driver_the_others_through_the_session(
+    any_db: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In one batch: a first report and a replacement that change nothing else are written
+    on the driver's connection; a fever (status change, warning) through the ORM session."""
+    import asyncio
+
+    c = any_db
+    await report(c, "S002", normal())  # to be replaced in the batch
+    c.later(minutes=5)
+    raw_reads, session_reads = _count_raw_reads(monkeypatch), _count_batch_reads(monkeypatch)
+    checkins = c.kit.checkins
+    s001, s002, t001, unknown = await asyncio.gather(
+        checkins.submit(c.ids["S001"], normal()),
+        checkins.submit(c.ids["S002"], Draft(366, location="city")),
+        checkins.submit(c.ids["T001"], fever(382)),
+        checkins.submit(999_999, normal()),
+    )
+    assert raw_reads == [4] and session_reads == [1]  # T001 alone goes on to the session
+    assert s001.outcome is Outcome.RECORDED and not s001.replaced
+    assert s002.replaced and s002.report is not None and s002.report.location == "city"
+    assert s002.standing is not None and s002.standing.status is Status.GREEN
+    assert t001.standing is not None and t001.standing.status is Status.YELLOW
+    assert unknown.outcome is Outcome.UNKNOWN_PERSON
+    rows = (
+        await c.sessions().execute(
+            select(
+                HealthReport.person_id,
+                HealthReport.temperature,
+                HealthReport.location,
+                HealthReport.revision,
+                HealthReport.source,
+                HealthReport.submitted_at,
+            )
+        )
+    ).all()
+    assert {r[0]: tuple(r[1:]) for r in rows} == {
+        c.ids["S001"]: (365, "campus", 1, "form", c.now),
+        c.ids["S002"]: (366, "city", 2, "form", c.now),
+        c.ids["T001"]: (382, "campus", 1, "form", c.now),
+    }
+    kept = (
+        await c.sessions().execute(
+            select(
+                HealthReportRevision.person_id,
+                HealthReportRevision.temperature,
+                HealthReportRevision.revision,
+                HealthReportRevision.replaced_at,
+            )
+        )
+    ).all()
+    assert [tuple(k) for k in kept] == [(c.ids["S002"], 365, 1, c.now)]
+    assert [await c.status(no) for no in ("S001", "S002", "T001")] == ["green", "green", "yellow"]
+    warned = {no for no, kind, _ in await c.pushes() if kind == "health_warning"}
+    assert warned == {"F001"}  # T001's counsellor, and nobody for the report-only ones
+
+
+async def test_a_form_that_leaves_out_where_reads_the_last_report_on_the_driver(
+    any_db: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last report is older than the batch's read: it is read on its own, and the
+    check-in keeps its place; a first report ever is on campus."""
+    import asyncio
+
+    c = any_db
+    await report(c, "S001", Draft(366, location="elsewhere", region="武汉"))
+    c.later(days=30)  # far behind the rules' lookback; no roll-over ran, nothing was missed
+    raw_reads, session_reads = _count_raw_reads(monkeypatch), _count_batch_reads(monkeypatch)
+    quick, other = await asyncio.gather(
+        c.kit.checkins.submit(c.ids["S001"], Draft(364, source="quick")),
+        c.kit.checkins.submit(c.ids["S002"], normal()),
+    )
+    assert raw_reads == [2] and session_reads == []
+    assert quick.report is not None and other.report is not None
+    assert (quick.report.location, quick.report.region) == ("elsewhere", "武汉")
+    assert other.report.location == "campus"
+    count = await c.sessions().scalar(select(func.count()).select_from(HealthReport))
+    assert count == 3
+
+
 async def test_replacements_in_one_batch_each_keep_their_own_time(any_db: Campus) -> None:
     """Two persons replace their report in the same batch, a minute apart: each kept
     revision says when its own report was replaced."""
