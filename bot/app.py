@@ -28,6 +28,7 @@ from bot.wechat.courier import Courier
 from bot.wechat.dedup import Deduplicator
 from bot.wechat.token import AccessTokenManager
 from handlers import build_router
+from handlers.guard import scan_prefetch
 from scheduler.runner import Scheduler, job_context
 from storage import engine as db
 from storage.migrate import upgrade
@@ -105,6 +106,7 @@ def create_app(
             ),
             accounts=services["accounts"],
             services=services,
+            prefetch=[scan_prefetch(services["duty"])],
         )
         app[K.CALLBACK] = Callback(
             CallbackConfig(

@@ -6,6 +6,8 @@ reveals nothing about it or its holder.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from bot.guardtags import GuardTagger
 from bot.i18n import Translate
 from bot.replies import Message, Text
@@ -89,6 +91,22 @@ async def mark_exit(user: Principal, duty: GuardDuty, _: Translate) -> Message:
     return Text(_("Now scan the place's code to check out."))
 
 
+def scan_prefetch(duty: GuardDuty) -> Callable[[Incoming], list[str]]:
+    """For the dispatcher: a VERIFY scan reads the guard's post with the conversation, so
+    the scan's hot path makes no KV read of its own (see `verify`)."""
+
+    def keys(msg: Incoming) -> list[str]:
+        if (
+            msg.kind == "event"
+            and msg.event in ("scancode_waitmsg", "scancode_push")
+            and msg.event_key == kw.MENU_VERIFY
+        ):
+            return duty.post_keys(msg.openid)
+        return []
+
+    return keys
+
+
 async def verify(
     msg: Incoming,
     user: Principal,
@@ -98,6 +116,7 @@ async def verify(
     posters: PosterBook,
     guard_tags: GuardTagger,
     _: Translate,
+    prefetched: Mapping[str, bytes | None],
 ) -> Message:
     if not is_guard(user):
         return Text(_("Only guards on duty can check pass codes."))
@@ -108,7 +127,7 @@ async def verify(
         poster_place = await access.places.by_id(place_id) if place_id is not None else None
         if poster_place is not None:
             return await start_duty(user, poster_place, duty, guard_tags, _)
-    post = await duty.take_post(user.openid)
+    post = await duty.take_post(user.openid, prefetched)
     if post.place_id is None:
         return Text(
             _(

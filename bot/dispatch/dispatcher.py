@@ -6,7 +6,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import Histogram
@@ -25,7 +25,9 @@ from campus.accounts import AccountService, Principal
 
 log = logging.getLogger(__name__)
 
-PER_MESSAGE = ("msg", "text", "conv", "user", "_", "args")
+PER_MESSAGE = ("msg", "text", "conv", "user", "_", "args", "prefetched")
+# Keys a message's handler will read from the KV store (see Dispatcher `prefetch`).
+Prefetch = Callable[[Incoming], Sequence[str]]
 # Events WeChat sends about our own pushes rather than on the user's behalf.
 RECEIPTS = frozenset({"templatesendjobfinish"})
 # Menu navigation (nothing to answer) and receipts skip the dispatcher's round trips.
@@ -60,8 +62,13 @@ class Dispatcher:
         limiter: RateLimiter,
         accounts: AccountService,
         services: Mapping[str, Any],
+        prefetch: Sequence[Prefetch] = (),
     ) -> None:
+        """`prefetch`: functions naming, for a message, KV keys its handler will read; they
+        are read in the first round trip, under the user's lock, and handed to the handler
+        as `prefetched` (key → value). A guard's scan reads the guard's post that way."""
         self._router = router
+        self._prefetch = tuple(prefetch)
         self._kv = kv
         self._states = states
         self._locks = locks
@@ -87,7 +94,8 @@ class Dispatcher:
         openid = msg.openid
         owner = secrets.token_hex(8)
         profile_key = self._accounts.profile_key(openid)
-        reads = [*self._states.keys(openid), *([profile_key] if profile_key else [])]
+        extra = [key for keys in self._prefetch for key in keys(msg)]
+        reads = [*self._states.keys(openid), *([profile_key] if profile_key else []), *extra]
         lock_key = self._locks.key(openid)
         async with self._locks.local(openid, timeout=budget):
             entry = await self._kv.enter(
@@ -146,6 +154,7 @@ class Dispatcher:
                     "user": user,
                     "_": translator(user.locale),
                     "args": args,
+                    "prefetched": dict(zip(extra, values[len(reads) - len(extra) :], strict=True)),
                 }
                 reply = as_reply(await self._router.call(route, deps))
             except BaseException:

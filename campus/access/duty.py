@@ -7,6 +7,7 @@ exit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.keyspace import Keyspace
@@ -47,11 +48,18 @@ class GuardDuty:
     async def mark_exit(self, openid: str) -> None:
         await self._kv.set(self._keys.exit_next(openid), "1", EXIT_TTL)
 
-    async def take_post(self, openid: str) -> Post:
-        """The guard's post, consuming a pending exit: one read on the scan's hot path."""
-        duty, exit_next = await self._kv.get_many(
-            [self._keys.duty(openid), self._keys.exit_next(openid)]
-        )
+    def post_keys(self, openid: str) -> list[str]:
+        """What `take_post` reads: the dispatcher can fetch them with the conversation."""
+        return [self._keys.duty(openid), self._keys.exit_next(openid)]
+
+    async def take_post(self, openid: str, known: Mapping[str, bytes | None] | None = None) -> Post:
+        """The guard's post, consuming a pending exit: on the scan's hot path, no read of
+        its own when `known` holds both keys (read under the user's lock, just now)."""
+        keys = self.post_keys(openid)
+        if known is not None and all(key in known for key in keys):
+            duty, exit_next = (known[key] for key in keys)
+        else:
+            duty, exit_next = await self._kv.get_many(keys)
         if exit_next is not None:
             await self._kv.delete(self._keys.exit_next(openid))
         return Post(int(duty) if duty else None, OUT if exit_next is not None else IN)

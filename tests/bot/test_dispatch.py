@@ -413,3 +413,55 @@ async def test_only_the_worker_holding_the_lock_caches_a_principal(kv: KV) -> No
     await b.handle(_text("o_both", "again", 2), budget=5)  # over the limit
     await first
     assert await kv.get(KEYS.profile("o_both")) is None
+
+
+class CountingKV:
+    """A KV that counts the reads it is asked for outside the dispatcher's round trips."""
+
+    def __init__(self, inner: KV) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get(self, key: str) -> bytes | None:
+        self.reads += 1
+        return await self.inner.get(key)
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        self.reads += 1
+        return await self.inner.get_many(keys)
+
+
+async def test_prefetched_keys_come_with_the_conversation(kv: KV) -> None:
+    """Keys a prefetch names for a message are read in the first round trip, under the
+    user's lock, and handed to the handler; other messages read nothing extra."""
+    seen: list[dict[str, bytes | None]] = []
+
+    async def handler(prefetched: dict[str, bytes | None]) -> Message:
+        seen.append(prefetched)
+        return Text("ok")
+
+    router = Router()
+    router.add(handler, fallback=True)
+    counting = CountingKV(kv)
+    await kv.set("post:o_pre", "42", 60)
+
+    def post(msg: Incoming) -> list[str]:
+        return [f"post:{msg.openid}", f"exit:{msg.openid}"] if msg.content == "scan" else []
+
+    dispatcher = Dispatcher(
+        router=router,
+        kv=counting,  # type: ignore[arg-type]
+        states=StateStore(counting, KEYS, 60),  # type: ignore[arg-type]
+        locks=UserLocks(counting, KEYS),  # type: ignore[arg-type]
+        limiter=RateLimiter(KEYS, 1000, FrozenClock()),
+        accounts=StubAccounts(),  # type: ignore[arg-type]
+        services={},
+        prefetch=[post],
+    )
+    await dispatcher.handle(_text("o_pre", "scan", 1), budget=5)
+    await dispatcher.handle(_text("o_pre", "other", 2), budget=5)
+    assert seen == [{"post:o_pre": b"42", "exit:o_pre": None}, {}]
+    assert counting.reads == 0

@@ -40,3 +40,18 @@ async def test_the_shift_and_a_forgotten_exit_lapse() -> None:
     assert (await duty.take_post("o_g")).direction == IN
     now[0] += 12 * 3600
     assert (await duty.take_post("o_g")).place_id is None
+
+
+async def test_a_post_read_with_the_conversation_is_taken_as_read(kv: KV) -> None:
+    """The dispatcher reads `post_keys` in its first round trip: take_post uses those values
+    (and still consumes the exit) instead of reading again; half of them is not enough."""
+    duty = GuardDuty(kv, KEYS, shift=3600)
+    await duty.start("o_k", 9)
+    await duty.mark_exit("o_k")
+    keys = duty.post_keys("o_k")
+    known = dict(zip(keys, await kv.get_many(keys), strict=True))
+    post = await duty.take_post("o_k", known)
+    assert (post.place_id, post.direction) == (9, OUT)
+    assert (await duty.take_post("o_k")).direction == IN  # the exit was consumed
+    assert (await duty.take_post("o_k", {keys[0]: b"5", keys[1]: None})).place_id == 5
+    assert (await duty.take_post("o_k", {keys[0]: b"5"})).place_id == 9
