@@ -9,10 +9,11 @@ lower it (a typo of 38.5 for 36.5 is corrected by a health officer's override).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import Enum
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -186,15 +187,7 @@ class CheckinService:
         rest: list[tuple[int, _Ask]] = []
         # The lock (taken for the writes) is let go after the commit, as in _record_session.
         async with contextlib.AsyncExitStack() as stack, raw.transaction(engine) as tx:
-            first, last = self._window(members)
-            found = await statements.load_for_checkin(
-                tx, sorted({ask.person_id for _, ask in members}), first, last
-            )
-
-            async def latest(person_id: int, before: date) -> Report | None:
-                return await statements.latest_report(tx, person_id, before)
-
-            plans = await self._plan(found, members, results, latest)
+            plans = await self._plan(_RawReads(statements, tx), members, results)
             asks = dict(members)
             rest += [(p.index, asks[p.index]) for p in plans if self._saves_anything(p)]
             plans = [p for p in plans if not self._saves_anything(p)]
@@ -222,15 +215,7 @@ class CheckinService:
         async with self._sessions() as session, contextlib.AsyncExitStack() as stack:
             locked = False
             for members in rounds:
-                first, last = self._window(members)
-                found = await store.load_for_checkin(
-                    session, sorted({ask.person_id for _, ask in members}), first, last
-                )
-
-                async def latest(person_id: int, before: date) -> Report | None:
-                    return await store.latest_report(session, person_id, before)
-
-                plans = await self._plan(found, members, results, latest)
+                plans = await self._plan(_SessionReads(session), members, results)
                 if plans and not locked:  # writers of this process queue here (SQLite)
                     await stack.enter_async_context(store.write_lock(self._sessions))
                     locked = True
@@ -239,23 +224,17 @@ class CheckinService:
                 await session.commit()
         return results
 
-    def _window(self, members: list[tuple[int, _Ask]]) -> tuple[date, date]:
-        """The days of reports a round's read needs: the rules' lookback and yesterday."""
+    async def _plan(
+        self, reads: _Reads, members: list[tuple[int, _Ask]], results: dict[int, CheckinResult]
+    ) -> list[_Plan]:
+        """Read the round's persons and decide each report (no writes yet)."""
         days = {campus_day(ask.now, self._tz) for _, ask in members}
-        first = min(
+        first_needed = min(
             min(days_back(day, self.rules.lookback_days), day - timedelta(days=1)) for day in days
         )
-        return first, max(days)
-
-    async def _plan(
-        self,
-        found: dict[int, tuple[store.PersonHealth, list[store.StoredReport]]],
-        members: list[tuple[int, _Ask]],
-        results: dict[int, CheckinResult],
-        latest: Callable[[int, date], Awaitable[Report | None]],
-    ) -> list[_Plan]:
-        """Decide each report of the round from what was read (no writes yet). `latest`
-        reads a person's last report before the window, for a form that leaves out where."""
+        found = await reads.load(
+            sorted({ask.person_id for _, ask in members}), first_needed, max(days)
+        )
         plans: list[_Plan] = []
         for index, ask in members:
             now = ask.now
@@ -284,7 +263,7 @@ class CheckinService:
                 if location is None:
                     last = todays.report if todays else (earlier[-1] if earlier else None)
                     if last is None:
-                        last = await latest(ask.person_id, first)
+                        last = await reads.latest(ask.person_id, first)
                     location = last.location if last else "campus"
                     region = last.region if last else ""
                 report = Report(
@@ -408,6 +387,41 @@ class CheckinService:
         red = self.rules.recovery[Status.RED]
         if assessment.awaiting_clearance and assessment.normal_days == red.normal_days:
             await self._warnings.ask_for_clearance(session, Subject.of(person), after, now=now)
+
+
+_Found = dict[int, tuple[store.PersonHealth, list[store.StoredReport]]]
+
+
+class _Reads(Protocol):
+    """What deciding a round reads: its persons with their recent reports; and a person's
+    last report before that window, for a form that leaves out where."""
+
+    async def load(self, person_ids: list[int], first: date, last: date) -> _Found: ...
+
+    async def latest(self, person_id: int, before: date) -> Report | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionReads:
+    session: AsyncSession
+
+    async def load(self, person_ids: list[int], first: date, last: date) -> _Found:
+        return await store.load_for_checkin(self.session, person_ids, first, last)
+
+    async def latest(self, person_id: int, before: date) -> Report | None:
+        return await store.latest_report(self.session, person_id, before)
+
+
+@dataclass(frozen=True, slots=True)
+class _RawReads:
+    statements: store.RawCheckin
+    tx: raw.Transaction
+
+    async def load(self, person_ids: list[int], first: date, last: date) -> _Found:
+        return await self.statements.load_for_checkin(self.tx, person_ids, first, last)
+
+    async def latest(self, person_id: int, before: date) -> Report | None:
+        return await self.statements.latest_report(self.tx, person_id, before)
 
 
 def _after(report: Report, floor: datetime | None) -> bool:
