@@ -30,16 +30,27 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class Failed:
+    """A result of `run` that is an error for its own caller only: for a batch that wrote
+    part of its items and must not be retried whole (the retry would write them again)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 class Batcher(Generic[T, R]):
     """`await submit(item)` → the item's result from `run(batch)`, batches of ≤ max_batch.
 
-    `run` returns one result per item, in order. If it raises for a batch of several, each
-    item is retried alone, so one bad item fails only its own caller.
+    `run` returns one result per item, in order; a `Failed` one raises its error in that
+    item's caller. If `run` raises for a batch of several, each item is retried alone, so
+    one bad item fails only its own caller.
     """
 
     def __init__(
         self,
-        run: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        run: Callable[[Sequence[T]], Awaitable[Sequence[R | Failed]]],
         *,
         max_batch: int = 200,
         name: str = "other",
@@ -92,7 +103,9 @@ class Batcher(Generic[T, R]):
                     future.cancel()
             raise
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if isinstance(result, Failed):
+                _fail(future, result.error)
+            elif not future.done():
                 future.set_result(result)
 
 

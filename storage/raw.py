@@ -37,7 +37,11 @@ Processor = Callable[[Any], Any] | None
 
 class Statement:
     """One Core statement compiled for one dialect: SQL text, the order of its parameters and
-    the type processors for them and for the columns it returns."""
+    the type processors for them and for the columns it returns.
+
+    An insert names its `columns`: a row's other keys are not written. Refused: statements
+    that render values per execution (an expanding `IN`), columns with Python-side defaults
+    not given, and result columns without a name of their own."""
 
     __slots__ = ("_any_result", "_params", "_results", "_row", "sql")
 
@@ -53,6 +57,10 @@ class Statement:
             compiled = stmt.inline().compile(dialect=dialect, column_keys=columns)
         else:
             compiled = stmt.compile(dialect=dialect)
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            # `IN (list)` and the like are rendered per execution: use storage/batching.py's
+            # one_of, which binds a list as one parameter.
+            raise ValueError("a statement for raw execution cannot render values per execution")
         if compiled.insert_prefetch or compiled.update_prefetch:
             # SQLAlchemy fills Python-side defaults in while it executes; here nobody would.
             missing = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
@@ -76,7 +84,11 @@ class Statement:
         )
         self._any_result = any(p is not None for p in self._results)
         # Rows read by position or by the column's name (its label), as SQLAlchemy's Row.
-        self._row: Any = namedtuple("Row", [column.key for column in selected])  # type: ignore[misc]
+        keys = [column.key for column in selected]
+        names = [key for key in keys if key is not None]
+        if len(set(names)) != len(keys):
+            raise ValueError(f"label every column, each with its own name: {keys}")
+        self._row: Any = namedtuple("Row", names)  # type: ignore[misc]
 
     def params(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The positional parameters for `values` (by bind name), processed for the driver."""
@@ -223,6 +235,7 @@ async def transaction(engine: AsyncEngine, *, reads: bool = False) -> AsyncItera
     `reads`: the block only reads, each statement on its own (no BEGIN and COMMIT round
     trips on PostgreSQL)."""
     fairy = await engine.raw_connection()
+    clean = False  # the connection is known to be outside any transaction
     try:
         driver = fairy.driver_connection
         tx: _InlineSQLite | _AioSQLite | _Asyncpg
@@ -239,21 +252,34 @@ async def transaction(engine: AsyncEngine, *, reads: bool = False) -> AsyncItera
         try:
             yield tx
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await tx.rollback()
             _scrub(exc)
+            clean = await _rolled_back(tx)
             raise
-        if reads:
-            return
-        try:
-            await tx.commit()
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await tx.rollback()
-            _scrub(exc)
-            raise
+        if not reads:
+            try:
+                await tx.commit()
+            except BaseException as exc:
+                _scrub(exc)
+                clean = await _rolled_back(tx)
+                raise
+        clean = True
     finally:
-        await greenlet_spawn(fairy.close)
+        if clean:
+            await greenlet_spawn(fairy.close)
+        else:
+            # Interrupted in its BEGIN, COMMIT or ROLLBACK (a cancellation, a lost server):
+            # the connection may still be inside a transaction, which the pool's reset would
+            # not end (SQLAlchemy's adapter knows nothing of it). It is closed, not reused.
+            await greenlet_spawn(fairy.invalidate)
+
+
+async def _rolled_back(tx: _InlineSQLite | _AioSQLite | _Asyncpg) -> bool:
+    """Roll back; whether that completed (a second cancellation may cut it short)."""
+    try:
+        await tx.rollback()
+    except Exception:
+        return False
+    return True
 
 
 def _scrub(exc: BaseException) -> None:

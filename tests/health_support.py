@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Result, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import FrozenClock
@@ -127,6 +127,12 @@ class Campus:
             self.seen.add(row_id)
             out.append((no, kind, str(payload["text"])))
         return out
+
+    async def query(self, stmt: Any) -> Result[Any]:
+        """A read in a session of its own, closed at once (its connection back in the pool);
+        the rows are buffered."""
+        async with self.sessions() as session:
+            return (await session.execute(stmt)).freeze()()
 
     async def status(self, person_no: str) -> str:
         async with self.sessions() as session:

@@ -262,7 +262,8 @@ class AccessService:
     ) -> tuple[dict[int, _Person], _Settled | None]:
         """The batch on the driver's connection: the persons read, and the batch settled;
         or not settled, with nothing written, when the gate hook has a person to be asked
-        about (then `_settle_core` takes the batch, with the persons already read)."""
+        about or a decision's policy counts occupancy (then `_settle_core` takes the batch,
+        with the persons already read)."""
         async with raw.transaction(self._engine) as tx:
             ids = _ids(attempts)
             persons: dict[int, _Person] = {}
@@ -274,7 +275,9 @@ class AccessService:
                 persons = _persons(found)
             decisions = [self._decide(attempt, persons) for attempt in attempts]
             if any(
-                self._asks_hook(a, persons, d) for a, d in zip(attempts, decisions, strict=True)
+                self._asks_hook(a, persons, d)
+                or (d.policy is not None and d.policy.capacity is not None)  # rules reloaded
+                for a, d in zip(attempts, decisions, strict=True)
             ):
                 return persons, None
             rows = [_record(a, d) for a, d in zip(attempts, decisions, strict=True)]

@@ -9,6 +9,7 @@ lower it (a typo of 38.5 for 36.5 is corrected by a health officer's override).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -36,7 +37,9 @@ from campus.health.model import (
 from campus.health.rules import HealthRules
 from campus.health.warnings import Raise, Subject, WarningService
 from storage import raw
-from storage.batching import Batcher
+from storage.batching import Batcher, Failed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +155,7 @@ class CheckinService:
     async def _record(self, person_id: int, draft: Draft | None) -> CheckinResult:
         return await self._batches.submit(_Ask(person_id, draft, clock_now(self._clock)))
 
-    async def _record_many(self, asks: Sequence[_Ask]) -> list[CheckinResult]:
+    async def _record_many(self, asks: Sequence[_Ask]) -> list[CheckinResult | Failed]:
         """The check-ins that arrived together: one read, one multi-row write, one commit.
 
         A person asking twice in one batch is served in order: their second check-in is
@@ -161,6 +164,8 @@ class CheckinService:
         The common check-in (its report written as it is: no status or engine state to
         change, no warning) runs on the driver's connection (storage/raw.py), those of a
         batch together. The others, and a batch of several rounds, take the ORM session.
+        Once the first part is committed, a failure of the second fails only its own
+        check-ins: a retry of the whole batch would write the first part's reports again.
         """
         rounds: list[list[tuple[int, _Ask]]] = []
         for index, ask in enumerate(asks):
@@ -170,13 +175,32 @@ class CheckinService:
                     break
             else:
                 rounds.append([(index, ask)])
+        results: dict[int, CheckinResult | Failed] = {}
         if self._raw is None or self._engine is None or len(rounds) > 1:
-            results = await self._record_session(rounds)
+            results |= await self._record_session(rounds)
         else:
-            results, rest = await self._record_raw(self._raw, self._engine, rounds[0])
+            written, rest = await self._record_raw(self._raw, self._engine, rounds[0])
+            results |= written
             if rest:
-                results |= await self._record_session([rest])
+                results |= await self._record_rest(rest)
         return [results[index] for index in range(len(asks))]
+
+    async def _record_rest(self, rest: list[tuple[int, _Ask]]) -> dict[int, CheckinResult | Failed]:
+        """The check-ins `_record_raw` left, after its commit: together, and if that fails,
+        one by one, each failure its own caller's (as the Batcher does for a whole batch)."""
+        try:
+            return dict(await self._record_session([rest]))
+        except Exception as exc:
+            if len(rest) == 1:
+                return {rest[0][0]: Failed(exc)}
+            log.warning("%d check-ins failed together (%s); retrying one by one", len(rest), exc)
+        results: dict[int, CheckinResult | Failed] = {}
+        for one in rest:
+            try:
+                results |= await self._record_session([[one]])
+            except Exception as exc:
+                results[one[0]] = Failed(exc)
+        return results
 
     async def _record_raw(
         self, statements: store.RawCheckin, engine: AsyncEngine, members: list[tuple[int, _Ask]]
@@ -204,8 +228,9 @@ class CheckinService:
                 ]
                 if firsts:
                     await statements.insert_reports(tx, firsts)
-        for plan in plans:
-            results[plan.index] = self._result(plan)
+            # Before the commit: nothing that can fail comes after it.
+            for plan in plans:
+                results[plan.index] = self._result(plan)
         return results, rest
 
     async def _record_session(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from campus.access.batching import Batcher
+from storage.batching import Failed
 
 
 async def test_a_lone_call_goes_at_once_and_queued_ones_go_together() -> None:
@@ -74,6 +75,22 @@ async def test_one_bad_item_fails_only_its_caller() -> None:
     )
     assert results[:2] == [11, 12] and results[3] == 14
     assert isinstance(results[2], ValueError)
+
+
+async def test_a_failed_result_fails_its_caller_and_nothing_is_run_again() -> None:
+    """A run that wrote part of a batch reports the rest as Failed: no retry of the batch."""
+    runs: list[list[int]] = []
+
+    async def run(items: Sequence[int]) -> list[int | Failed]:
+        runs.append(list(items))
+        await asyncio.sleep(0)
+        return [Failed(ValueError(f"no {i}")) if i % 2 else i for i in items]
+
+    batcher: Batcher[int, int] = Batcher(run)
+    results = await asyncio.gather(*(batcher.submit(i) for i in (2, 3, 4)), return_exceptions=True)
+    assert results[0] == 2 and results[2] == 4
+    assert isinstance(results[1], ValueError) and str(results[1]) == "no 3"
+    assert sum(len(r) for r in runs) == 3  # each item ran once
 
 
 async def test_a_cancelled_caller_does_not_break_the_batch() -> None:

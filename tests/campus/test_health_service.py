@@ -108,7 +108,7 @@ async def test_reports_belong_to_the_campus_day(campus: Campus) -> None:
     campus.later(minutes=2)
     second = await report(campus, "S001", normal())
     assert not second.replaced
-    days = (await campus.sessions().execute(select(HealthReport.day))).scalars().all()
+    days = (await campus.query(select(HealthReport.day))).scalars().all()
     assert sorted(days) == [START.date(), START.date() + timedelta(days=1)]
 
 
@@ -503,7 +503,7 @@ async def test_check_ins_arriving_together_are_each_decided_and_written(
     assert unknown.outcome is Outcome.UNKNOWN_PERSON
     assert p001.outcome is Outcome.NOTHING_YESTERDAY
     rows = (
-        await c.sessions().execute(
+        await c.query(
             select(HealthReport.person_id, HealthReport.temperature, HealthReport.revision)
         )
     ).all()
@@ -516,21 +516,13 @@ async def test_check_ins_arriving_together_are_each_decided_and_written(
     }
     assert [await c.status(no) for no in ("T001", "S002", "W001")] == ["yellow", "red", "yellow"]
     assert await c.status("S001") == "green"
-    changes = (
-        await c.sessions().execute(select(StatusChange.person_id, StatusChange.report_id))
-    ).all()
-    report_ids = dict(
-        (await c.sessions().execute(select(HealthReport.person_id, HealthReport.id))).all()
-    )
+    changes = (await c.query(select(StatusChange.person_id, StatusChange.report_id))).all()
+    report_ids = dict((await c.query(select(HealthReport.person_id, HealthReport.id))).all())
     assert sorted(changes) == sorted(
         (c.ids[no], report_ids[c.ids[no]]) for no in ("T001", "S002", "W001")
     )
     kept = (
-        (
-            await c.sessions().execute(
-                select(HealthReportRevision.temperature).order_by(HealthReportRevision.id)
-            )
-        )
+        (await c.query(select(HealthReportRevision.temperature).order_by(HealthReportRevision.id)))
         .scalars()
         .all()
     )
@@ -579,7 +571,7 @@ async def test_report_only_check_ins_go_on_the_driver_the_others_through_the_ses
     assert t001.standing is not None and t001.standing.status is Status.YELLOW
     assert unknown.outcome is Outcome.UNKNOWN_PERSON
     rows = (
-        await c.sessions().execute(
+        await c.query(
             select(
                 HealthReport.person_id,
                 HealthReport.temperature,
@@ -596,7 +588,7 @@ async def test_report_only_check_ins_go_on_the_driver_the_others_through_the_ses
         c.ids["T001"]: (382, "campus", 1, "form", c.now),
     }
     kept = (
-        await c.sessions().execute(
+        await c.query(
             select(
                 HealthReportRevision.person_id,
                 HealthReportRevision.temperature,
@@ -630,8 +622,52 @@ async def test_a_form_that_leaves_out_where_reads_the_last_report_on_the_driver(
     assert quick.report is not None and other.report is not None
     assert (quick.report.location, quick.report.region) == ("elsewhere", "武汉")
     assert other.report.location == "campus"
-    count = await c.sessions().scalar(select(func.count()).select_from(HealthReport))
+    count = (await c.query(select(func.count()).select_from(HealthReport))).scalar()
     assert count == 3
+
+
+async def test_a_failure_after_the_driver_part_fails_only_the_check_ins_left(
+    any_db: Campus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report-only check-ins are committed first; when the session part then fails,
+    they are not written again (no revision, no "replaced"), the others are retried one by
+    one, and a check-in that fails alone fails only its sender."""
+    import asyncio
+
+    from campus.health.checkin import CheckinService
+
+    c = any_db
+    session_part = CheckinService._record_session
+    failures = {"left": 1}
+
+    async def flaky(self: CheckinService, rounds):  # type: ignore[no-untyped-def]
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("the database went away for a moment")
+        return await session_part(self, rounds)
+
+    monkeypatch.setattr(CheckinService, "_record_session", flaky)
+    checkins = c.kit.checkins
+    s001, t001, w001 = await asyncio.gather(
+        checkins.submit(c.ids["S001"], normal()),
+        checkins.submit(c.ids["T001"], fever(382)),
+        checkins.submit(c.ids["W001"], fever(381)),
+    )
+    assert not s001.replaced and not t001.replaced and not w001.replaced
+    assert [await c.status(no) for no in ("S001", "T001", "W001")] == ["green", "yellow", "yellow"]
+    failures["left"] = 1
+    s002, p001 = await asyncio.gather(
+        checkins.submit(c.ids["S002"], normal()),
+        checkins.submit(c.ids["P001"], fever(383)),
+        return_exceptions=True,
+    )
+    assert not isinstance(s002, BaseException) and not s002.replaced
+    assert isinstance(p001, RuntimeError)  # its sender is told; S002's report stands
+    async with c.sessions() as session:
+        rows = (await session.execute(select(HealthReport.person_id, HealthReport.revision))).all()
+        kept = await session.scalar(select(func.count()).select_from(HealthReportRevision))
+    assert sorted(rows) == sorted((c.ids[no], 1) for no in ("S001", "T001", "W001", "S002"))
+    assert kept == 0
 
 
 async def test_replacements_in_one_batch_each_keep_their_own_time(any_db: Campus) -> None:
@@ -652,9 +688,7 @@ async def test_replacements_in_one_batch_each_keep_their_own_time(any_db: Campus
     await asyncio.gather(first, second)
     kept = dict(
         (
-            await c.sessions().execute(
-                select(HealthReportRevision.person_id, HealthReportRevision.replaced_at)
-            )
+            await c.query(select(HealthReportRevision.person_id, HealthReportRevision.replaced_at))
         ).all()
     )
     assert kept == {c.ids["S001"]: asked_first, c.ids["S002"]: c.now}
@@ -690,9 +724,7 @@ async def test_a_batch_across_campus_midnight_files_each_check_in_under_its_own_
         (tomorrow, 375),
     ]
     rows = (
-        await c.sessions().execute(
-            select(HealthReport.person_id, HealthReport.day, HealthReport.temperature)
-        )
+        await c.query(select(HealthReport.person_id, HealthReport.day, HealthReport.temperature))
     ).all()
     assert sorted(rows) == sorted(
         [

@@ -3,6 +3,7 @@ would, in one transaction that commits or rolls back whole, on every driver the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     insert,
     select,
     update,
@@ -80,10 +82,11 @@ async def test_rows_written_raw_read_back_through_sqlalchemy_as_given(engine: As
         await tx.execute_many(stmt, [row(1), row(2)])
     async with engine.connect() as conn:
         got = (await conn.execute(select(ROWS).order_by(ROWS.c.id))).all()
+    at = datetime(2026, 11, 26, 0, 30, 15, 123456, tzinfo=UTC)  # 08:30:15 in UTC+8
     assert [tuple(r) for r in got] == [
-        (1, 1, "n1", datetime(2026, 11, 26, 0, 30, 15, 123456, tzinfo=UTC), date(2026, 11, 26), False, 1),
-        (2, 1, "n2", datetime(2026, 11, 26, 0, 30, 15, 123456, tzinfo=UTC), date(2026, 11, 26), True, 1),
-    ]  # fmt: skip
+        (1, 1, "n1", at, date(2026, 11, 26), False, 1),
+        (2, 1, "n2", at, date(2026, 11, 26), True, 1),
+    ]
 
 
 async def test_rows_written_by_sqlalchemy_read_raw_as_sqlalchemy_reads_them(
@@ -114,7 +117,8 @@ async def test_parameters_by_name_literals_and_lists(engine: AsyncEngine) -> Non
     )
     async with raw.transaction(engine) as tx:
         got = await tx.fetch(
-            raw.Statement(stmt, engine.dialect), {"ids": bound_list([1, 2, 3, 5], name), "not": "n2"}
+            raw.Statement(stmt, engine.dialect),
+            {"ids": bound_list([1, 2, 3, 5], name), "not": "n2"},
         )
     assert got == [(1,), (3,)]
 
@@ -178,6 +182,102 @@ async def test_rows_are_named_by_their_columns(engine: AsyncEngine) -> None:
     async with raw.transaction(engine) as tx:
         (got,) = await tx.fetch(raw.Statement(stmt, engine.dialect), {})
     assert (got.id, got.label) == (7, "n7") and got == (7, "n7")
+
+
+def test_statements_it_could_not_run_as_written_are_refused() -> None:
+    dialect = create_engine("sqlite+aiosqlite:///:memory:").dialect
+    with pytest.raises(ValueError, match="per execution"):
+        raw.Statement(select(ROWS.c.id).where(ROWS.c.id.in_([1, 2])), dialect)
+    with pytest.raises(ValueError, match="label every column"):
+        raw.Statement(select(func.count()).select_from(ROWS), dialect)
+    with pytest.raises(ValueError, match="label every column"):
+        raw.Statement(select(ROWS.c.id, ROWS.c.name.label("id")), dialect)
+
+
+async def _visible_elsewhere(url: str) -> list[int]:
+    other = create_engine(url)
+    try:
+        async with other.connect() as conn:
+            return sorted((await conn.execute(select(ROWS.c.id))).scalars().all())
+    finally:
+        await other.dispose()
+
+
+async def test_a_cancelled_begin_does_not_leave_the_connection_in_a_transaction(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while BEGIN is on its way: the connection must not go back to the pool
+    inside that transaction, where every later commit would be a savepoint of it."""
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
+    async with engine.begin() as conn:
+        await conn.run_sync(META.create_all)
+        await conn.execute(insert(PARENT), [{"id": 1}])
+    begun = asyncio.Event()
+    begin = raw._Asyncpg.begin
+
+    async def announced(self: raw._Asyncpg) -> None:
+        begun.set()
+        await begin(self)
+
+    monkeypatch.setattr(raw._Asyncpg, "begin", announced)
+
+    async def work() -> None:
+        async with raw.transaction(engine):
+            pass
+
+    task = asyncio.create_task(work())
+    await begun.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await conn.execute(insert(ROWS), [row(1)])
+    assert await _visible_elsewhere(postgres_url) == [1]
+    await engine.dispose()
+
+
+async def test_a_rollback_cut_short_does_not_hand_on_a_broken_connection(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled in a statement, then again in the rollback: the next transaction on the
+    pool's one connection still works."""
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
+    async with engine.begin() as conn:
+        await conn.run_sync(META.create_all)
+        await conn.execute(insert(PARENT), [{"id": 1}])
+    stmt = raw.Statement(insert(ROWS), engine.dialect, columns=COLUMNS)
+    slow = raw.Statement(select(func.pg_sleep(5).label("slept")), engine.dialect)
+    rolling_back = asyncio.Event()
+    rollback = raw._Asyncpg.rollback
+
+    async def slow_rollback(self: raw._Asyncpg) -> None:
+        rolling_back.set()
+        await asyncio.sleep(0.2)
+        await rollback(self)
+
+    monkeypatch.setattr(raw._Asyncpg, "rollback", slow_rollback)
+    started = asyncio.Event()
+
+    async def work() -> None:
+        async with raw.transaction(engine) as tx:
+            await tx.execute_many(stmt, [row(1)])
+            started.set()
+            await tx.fetch(slow, {})
+
+    task = asyncio.create_task(work())
+    await started.wait()
+    await asyncio.sleep(0.1)
+    task.cancel()
+    await rolling_back.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await conn.execute(insert(ROWS), [row(2)])
+    assert await _visible_elsewhere(postgres_url) == [2]
+    await engine.dispose()
 
 
 def test_only_the_app_drivers_are_supported() -> None:
