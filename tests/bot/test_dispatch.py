@@ -465,3 +465,44 @@ async def test_prefetched_keys_come_with_the_conversation(kv: KV) -> None:
     await dispatcher.handle(_text("o_pre", "other", 2), budget=5)
     assert seen == [{"post:o_pre": b"42", "exit:o_pre": None}, {}]
     assert counting.reads == 0
+
+
+async def test_a_message_that_waited_for_the_lock_gets_the_prefetched_keys_read_after(
+    kv: KV,
+) -> None:
+    """Another worker holds the user's lock and changes a prefetched key meanwhile: the
+    message that waited reads its keys again after the lock, and sees the change."""
+    seen: list[bytes | None] = []
+
+    async def first(prefetched: dict[str, bytes | None]) -> Message:
+        await asyncio.sleep(0.05)  # holds the lock
+        await kv.set("post:o_wait", "2", 60)
+        return Text("moved")
+
+    async def second(prefetched: dict[str, bytes | None]) -> Message:
+        seen.append(prefetched["post:o_wait"])
+        return Text("scanned")
+
+    def post(msg: Incoming) -> list[str]:
+        return [f"post:{msg.openid}"]
+
+    def worker(handler: Any) -> Dispatcher:
+        router = Router()
+        router.add(handler, fallback=True)
+        return Dispatcher(
+            router=router,
+            kv=kv,
+            states=StateStore(kv, KEYS, 60),
+            locks=UserLocks(kv, KEYS),
+            limiter=RateLimiter(KEYS, 1000, FrozenClock()),
+            accounts=StubAccounts(),  # type: ignore[arg-type]
+            services={},
+            prefetch=[post],
+        )
+
+    await kv.set("post:o_wait", "1", 60)
+    a = asyncio.ensure_future(worker(first).handle(_text("o_wait", "go", 1), budget=5))
+    await asyncio.sleep(0.01)  # A holds the lock
+    await worker(second).handle(_text("o_wait", "scan", 2), budget=5)
+    await a
+    assert seen == [b"2"]

@@ -212,6 +212,31 @@ async def test_capacity_holds_under_concurrent_entries(gate: Gate) -> None:
     assert await occupancy(gate.sessions, reading.id, tomorrow) == 1
 
 
+async def test_a_batch_mixing_a_counted_place_and_a_gate_is_decided_and_recorded(
+    gate: Gate,
+) -> None:
+    """Entries at a place with a capacity and at a plain gate in one batch: the batch takes
+    the path that counts occupancy, and every entry is recorded once."""
+    reading, gate_n = await gate.place("READING"), await gate.place("GATE-N")
+    people = await _persons(gate, 8)
+    guard = await person_id(gate.sessions, "G001")
+    tokens = [await gate.token(no) for no in ("S001", "S002")]
+    decisions = await asyncio.gather(
+        *(gate.access.check_in(pid, reading, IN) for pid in people),
+        *(gate.access.scan(token, gate_n, guard, IN) for token in tokens),
+    )
+    at_reading, at_gate = decisions[:8], decisions[8:]
+    assert sum(d.allowed for d in at_reading) == 5
+    assert {d.reason for d in at_reading if not d.allowed} == {Reason.FULL}
+    assert all(d.allowed for d in at_gate)
+    today = datetime.fromtimestamp(NOON, TZ).date()
+    assert await occupancy(gate.sessions, reading.id, today) == 5
+    records = await gate.records()
+    assert sorted((r.place_id, r.allowed) for r in records) == sorted(
+        [(reading.id, True)] * 5 + [(reading.id, False)] * 3 + [(gate_n.id, True)] * 2
+    )
+
+
 async def test_exits_never_drive_occupancy_below_zero(gate: Gate) -> None:
     reading = await gate.place("READING")
     (pid,) = await _persons(gate, 1)
