@@ -2,7 +2,8 @@
 
 It checks the plain-mode signature (constant time), parses the message with wechatpy and
 echoes a text message's content back in a wechatpy TextReply. No dedup, no Redis, no database:
-the ceiling the bot is measured against.
+the ceiling the bot is measured against. It runs on the event loop `healthbot serve` would
+(uvloop when installed; HEALTHBOT_EVENT_LOOP or --loop), so both are measured alike.
 
     python bench/echo_server.py --port 18082 --token T
 """
@@ -17,6 +18,8 @@ import os
 from aiohttp import web
 from wechatpy import parse_message
 from wechatpy.replies import TextReply
+
+from bot.loop import CHOICES, new_loop
 
 
 def make_app(token: str) -> web.Application:
@@ -45,6 +48,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18082)
     parser.add_argument("--token", default=os.environ.get("HEALTHBOT_WECHAT_TOKEN", ""))
+    parser.add_argument(
+        "--loop",
+        choices=CHOICES,
+        default=os.environ.get("HEALTHBOT_EVENT_LOOP", "auto"),
+        help="the event loop, chosen as `healthbot serve` chooses its own (bot/loop.py)",
+    )
     args = parser.parse_args()
     if not args.token:
         parser.error("--token (or HEALTHBOT_WECHAT_TOKEN) is required")
@@ -54,6 +63,7 @@ def main() -> None:
         port=args.port,
         access_log=None,
         print=lambda _: print(f"echo server on http://{args.host}:{args.port}/wechat", flush=True),
+        loop=new_loop(args.loop),
     )
 
 

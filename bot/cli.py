@@ -15,6 +15,7 @@ import click
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.loop import new_loop
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,7 +72,14 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
         )
     app = create_app(settings, scheduler=not no_scheduler)
     app.on_startup.append(_settle_memory)
-    web.run_app(app, host=host, port=port, print=_announce(host, port))
+    web.run_app(app, host=host, port=port, print=_announce(host, port), loop=_loop(settings))
+
+
+def _loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    try:
+        return new_loop(settings.event_loop)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 async def _settle_memory(app: web.Application) -> None:
@@ -115,7 +123,8 @@ def demo(port: int, data_dir: Path, fresh: bool, safe_mode: bool) -> None:
     def say(_: str) -> None:
         click.echo(f"Healthy Campus demo: open http://127.0.0.1:{port}/sim/ (Ctrl-C to stop)")
 
-    web.run_app(create_demo_app(settings, port), host="127.0.0.1", port=port, print=say)
+    app = create_demo_app(settings, port)
+    web.run_app(app, host="127.0.0.1", port=port, print=say, loop=_loop(settings))
 
 
 @main.group()
@@ -405,7 +414,9 @@ def scheduler_(host: str, port: int | None) -> None:
         finally:
             await runner.cleanup()
 
-    asyncio.run(run())
+    loop = _loop(settings)
+    with asyncio.Runner(loop_factory=lambda: loop) as main_loop:
+        main_loop.run(run())
 
 
 @main.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from functools import cached_property
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -54,6 +55,8 @@ class Settings(BaseSettings):
     # The scheduler's leader lock: a new leader takes over at most lock + lock/4 s after the
     # old one died (renewed every lock/4 s).
     scheduler_lock_seconds: float = Field(default=20, gt=0, le=24)
+    # serve, scheduler, demo: uvloop when installed (auto), required (uvloop), or asyncio's.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @field_validator("wechat_aes_key")
     @classmethod
