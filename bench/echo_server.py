@@ -55,6 +55,8 @@ def main() -> None:
         help="the event loop, chosen as `healthbot serve` chooses its own (bot/loop.py)",
     )
     args = parser.parse_args()
+    if args.loop not in CHOICES:  # a default from the environment is not checked by argparse
+        parser.error(f"--loop (or HEALTHBOT_EVENT_LOOP) must be one of {', '.join(CHOICES)}")
     if not args.token:
         parser.error("--token (or HEALTHBOT_WECHAT_TOKEN) is required")
     web.run_app(

@@ -155,6 +155,9 @@ class _InlineSQLite:
     async def rollback(self) -> None:
         self._db.rollback()
 
+    def idle(self) -> bool:
+        return not self._db.in_transaction
+
 
 class _AioSQLite:
     """aiosqlite's connection (an engine made with `sqlite_inloop=False`)."""
@@ -186,6 +189,9 @@ class _AioSQLite:
 
     async def rollback(self) -> None:
         await self._conn.rollback()
+
+    def idle(self) -> bool:
+        return not self._conn.in_transaction
 
 
 class _Asyncpg:
@@ -219,6 +225,9 @@ class _Asyncpg:
     async def rollback(self) -> None:
         if self._tx is not None:
             await self._tx.rollback()
+
+    def idle(self) -> bool:
+        return not self._conn.is_closed() and not self._conn.is_in_transaction()
 
 
 def supported(engine: AsyncEngine) -> bool:
@@ -274,11 +283,13 @@ async def transaction(engine: AsyncEngine, *, reads: bool = False) -> AsyncItera
 
 
 async def _rolled_back(tx: _InlineSQLite | _AioSQLite | _Asyncpg) -> bool:
-    """Roll back; whether that completed (a second cancellation may cut it short)."""
+    """Roll back; whether the connection is now outside any transaction. A second
+    cancellation may cut the rollback short (then it is not known to be); a rollback that
+    fails because the server already ended the transaction (a COMMIT it refused) is fine."""
     try:
         await tx.rollback()
     except Exception:
-        return False
+        return tx.idle()
     return True
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -277,6 +278,31 @@ async def test_a_rollback_cut_short_does_not_hand_on_a_broken_connection(
     async with engine.begin() as conn:
         await conn.execute(insert(ROWS), [row(2)])
     assert await _visible_elsewhere(postgres_url) == [2]
+    await engine.dispose()
+
+
+async def test_a_commit_the_server_refuses_keeps_the_connection(postgres_url: str) -> None:
+    """A deferred constraint fails at COMMIT: the error reaches the caller, nothing is
+    written, and the connection (whose transaction the server ended) stays in the pool."""
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("CREATE TABLE deferred (id int, UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)")
+        )
+    deferred = Table("deferred", MetaData(), Column("id", Integer))
+    stmt = raw.Statement(insert(deferred), engine.dialect, columns=("id",))
+    pid = raw.Statement(select(func.pg_backend_pid().label("pid")), engine.dialect)
+    async with raw.transaction(engine, reads=True) as tx:
+        (before,) = await tx.fetch(pid, {})
+    with pytest.raises(Exception, match=r"unique|duplicate"):
+        async with raw.transaction(engine) as tx:
+            await tx.execute_many(stmt, [{"id": 1}, {"id": 1}])
+    async with raw.transaction(engine) as tx:
+        (after,) = await tx.fetch(pid, {})
+        await tx.execute_many(stmt, [{"id": 2}])
+    assert after.pid == before.pid
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(deferred.c.id))).scalars().all() == [2]
     await engine.dispose()
 
 
