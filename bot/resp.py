@@ -153,6 +153,7 @@ class RespClient:
         self._opening: list[asyncio.Task[_Connection] | None] = [None] * size
         self._next = 0
         self._watchdog: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def execute(self, *args: Arg) -> Any:
         connection = await self._connection()
@@ -168,6 +169,9 @@ class RespClient:
         return await self.execute("EVAL", script.source, len(keys), *keys, *args)
 
     async def close(self) -> None:
+        """Close the connections; the client takes no more commands (none reopens one that
+        nobody would close: a send still in flight at shutdown gets an error instead)."""
+        self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,6 +186,8 @@ class RespClient:
             self._slots[i] = None
 
     async def _connection(self) -> _Connection:
+        if self._closed:
+            raise RedisConnectionError("the Redis client is closed")
         i = self._next
         self._next = (i + 1) % len(self._slots)
         connection = self._slots[i]

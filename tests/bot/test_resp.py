@@ -123,3 +123,28 @@ async def test_nothing_listening_is_a_connection_error() -> None:
             await client.execute("PING")
     finally:
         await client.close()
+
+
+async def test_a_closed_client_takes_no_more_commands_and_opens_nothing() -> None:
+    """A push still in flight at shutdown must get an error, not a new connection that
+    nobody would close (uvloop then refuses to close the loop)."""
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await reader.read(100):
+            writer.write(b"+PONG\r\n")
+            await writer.drain()
+        writer.close()
+
+    server, url = await _server(handler)
+    client = RespClient(url, size=1)
+    try:
+        assert await client.execute("PING") == b"PONG"
+        await client.close()
+        with pytest.raises(RedisConnectionError, match="closed"):
+            await client.execute("PING")
+        assert connections == 1
+    finally:
+        server.close()
