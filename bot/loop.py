@@ -36,4 +36,5 @@ def new_loop(choice: str = "auto") -> asyncio.AbstractEventLoop:
             log.info("event loop: uvloop %s", uvloop.__version__)
             return uvloop.new_event_loop()
     log.info("event loop: asyncio")
-    return asyncio.new_event_loop()
+    # The platform's own loop, whatever event-loop policy has been set in this process.
+    return asyncio.DefaultEventLoopPolicy().new_event_loop()
