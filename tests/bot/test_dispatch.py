@@ -35,7 +35,7 @@ class StubAccounts:
         return Principal(openid=openid, locale="en"), None
 
 
-def _dispatcher(kv: KV, router: Router) -> Dispatcher:
+def _dispatcher(kv: KV, router: Router, prefetch: Any = ()) -> Dispatcher:
     return Dispatcher(
         router=router,
         kv=kv,
@@ -44,6 +44,7 @@ def _dispatcher(kv: KV, router: Router) -> Dispatcher:
         limiter=RateLimiter(KEYS, 1000, FrozenClock()),
         accounts=StubAccounts(),  # type: ignore[arg-type]
         services={},
+        prefetch=prefetch,
     )
 
 
@@ -451,16 +452,7 @@ async def test_prefetched_keys_come_with_the_conversation(kv: KV) -> None:
     def post(msg: Incoming) -> list[str]:
         return [f"post:{msg.openid}", f"exit:{msg.openid}"] if msg.content == "scan" else []
 
-    dispatcher = Dispatcher(
-        router=router,
-        kv=counting,  # type: ignore[arg-type]
-        states=StateStore(counting, KEYS, 60),  # type: ignore[arg-type]
-        locks=UserLocks(counting, KEYS),  # type: ignore[arg-type]
-        limiter=RateLimiter(KEYS, 1000, FrozenClock()),
-        accounts=StubAccounts(),  # type: ignore[arg-type]
-        services={},
-        prefetch=[post],
-    )
+    dispatcher = _dispatcher(counting, router, [post])  # type: ignore[arg-type]
     await dispatcher.handle(_text("o_pre", "scan", 1), budget=5)
     await dispatcher.handle(_text("o_pre", "other", 2), budget=5)
     assert seen == [{"post:o_pre": b"42", "exit:o_pre": None}, {}]
@@ -489,16 +481,7 @@ async def test_a_message_that_waited_for_the_lock_gets_the_prefetched_keys_read_
     def worker(handler: Any) -> Dispatcher:
         router = Router()
         router.add(handler, fallback=True)
-        return Dispatcher(
-            router=router,
-            kv=kv,
-            states=StateStore(kv, KEYS, 60),
-            locks=UserLocks(kv, KEYS),
-            limiter=RateLimiter(KEYS, 1000, FrozenClock()),
-            accounts=StubAccounts(),  # type: ignore[arg-type]
-            services={},
-            prefetch=[post],
-        )
+        return _dispatcher(kv, router, [post])
 
     await kv.set("post:o_wait", "1", 60)
     a = asyncio.ensure_future(worker(first).handle(_text("o_wait", "go", 1), budget=5))
