@@ -8,8 +8,7 @@ workers apart. Only when another worker holds it do we poll.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections import deque
 
 from bot.keyspace import Keyspace
 from bot.kv import KV
@@ -26,34 +25,17 @@ class UserLocks:
         self._kv = kv
         self._keys = keys
         self.ttl = ttl
-        self._local: dict[str, tuple[asyncio.Lock, int]] = {}
+        # A user whose message is being handled here → the messages waiting behind it.
+        self._local: dict[str, deque[asyncio.Future[None]]] = {}
 
     def key(self, openid: str) -> str:
         return self._keys.lock(openid)
 
-    @asynccontextmanager
-    async def local(self, openid: str, timeout: float) -> AsyncIterator[None]:
-        """This process's queue for one user."""
-        lock, users = self._local.get(openid, (asyncio.Lock(), 0))
-        self._local[openid] = (lock, users + 1)
-        try:
-            async with asyncio.timeout(timeout):
-                await lock.acquire()
-        except TimeoutError as exc:
-            self._drop(openid)
-            raise LockTimeout(openid) from exc
-        try:
-            yield
-        finally:
-            lock.release()
-            self._drop(openid)
-
-    def _drop(self, openid: str) -> None:
-        lock, users = self._local[openid]
-        if users <= 1:
-            del self._local[openid]
-        else:
-            self._local[openid] = (lock, users - 1)
+    def local(self, openid: str, timeout: float) -> _Turn:
+        """This process's queue for one user (first come, first served): `async with` it.
+        A user with no other message here takes the turn at once, without a lock object,
+        a timer or a suspension; only one who must wait gets them."""
+        return _Turn(self._local, openid, timeout)
 
     async def wait_for_store_lock(self, openid: str, owner: str, timeout: float) -> None:
         """Poll until another worker releases the user's lock (or its TTL ends)."""
@@ -69,3 +51,45 @@ class UserLocks:
 
     async def release(self, openid: str, owner: str) -> None:
         await self._kv.delete_if_equals(self._keys.lock(openid), owner)
+
+
+class _Turn:
+    __slots__ = ("_openid", "_queues", "_timeout")
+
+    def __init__(
+        self, queues: dict[str, deque[asyncio.Future[None]]], openid: str, timeout: float
+    ) -> None:
+        self._queues = queues
+        self._openid = openid
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        queue = self._queues.get(self._openid)
+        if queue is None:
+            self._queues[self._openid] = deque()
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._pass_on()  # handed the turn just as this one gave up
+            elif waiter in queue:
+                queue.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise LockTimeout(self._openid) from exc
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._pass_on()
+
+    def _pass_on(self) -> None:
+        queue = self._queues[self._openid]
+        while queue:
+            waiter = queue.popleft()
+            if not waiter.done():  # not given up meanwhile
+                waiter.set_result(None)
+                return
+        del self._queues[self._openid]
