@@ -114,7 +114,26 @@ def _dump(principal: Principal, seen: datetime) -> str:
     )
 
 
+# Cache entries this process decoded lately: a user's entry stays the same bytes between
+# refreshes (SEEN_GRANULARITY), and each of their messages would decode it again. Principal is
+# immutable, so the decoded one is shared. Cleared whole when full.
+_DECODED: dict[tuple[str, bytes], tuple[Principal, datetime]] = {}
+_DECODED_MAX = 4096
+
+
 def _load(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
+    key = (openid, entry)
+    hit = _DECODED.get(key)
+    if hit is None:
+        hit = _decode(openid, entry)
+        if hit is not None:
+            if len(_DECODED) >= _DECODED_MAX:
+                _DECODED.clear()
+            _DECODED[key] = hit
+    return hit
+
+
+def _decode(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
     try:
         data = json.loads(entry)
         principal = Principal(

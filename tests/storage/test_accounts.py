@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,9 +12,17 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import campus.accounts as accounts_module
 from bot.keyspace import Keyspace
 from bot.kv import MemoryKV
-from campus.accounts import SEEN_FLUSH, SEEN_GRANULARITY, AccountService
+from campus.accounts import (
+    SEEN_FLUSH,
+    SEEN_GRANULARITY,
+    AccountService,
+    Principal,
+    _dump,
+    _load,
+)
 from campus.binding import BindingService, BindOutcome
 from campus.secrets import DataVault
 from storage.engine import create_engine, session_factory
@@ -238,3 +247,27 @@ async def test_an_unfollow_in_one_worker_is_not_undone_by_another_workers_refres
     await worker_b.close()
     await worker_a.close()
     assert await _subscribed(engine, "o_gone") is False
+
+
+def test_a_cache_entry_is_decoded_once_and_a_changed_entry_is_decoded_anew() -> None:
+    """The process keeps the principals it decoded from cache entries lately, by the entry's
+    bytes: the same entry gives the same principal without decoding again; an entry written
+    since (a new role, say) is other bytes, so it is never answered with the old principal."""
+    guard = Principal(openid="o_memo", locale="en", person_id=7, roles=frozenset({"guard"}))
+    entry = _dump(guard, NOW).encode()
+    first = _load("o_memo", entry)
+    assert first is not None and first[0] == guard and first[1] == NOW
+    again = _load("o_memo", bytes(entry))  # equal bytes, another object: from the memo
+    assert again is not None and again[0] is first[0]
+
+    demoted = _load("o_memo", _dump(replace(guard, roles=frozenset()), NOW).encode())
+    assert demoted is not None and demoted[0].roles == frozenset()
+    assert _load("o_other", entry) is not None  # the openid is part of the key
+    assert _load("o_other", entry)[0].openid == "o_other"  # type: ignore[index]
+
+    assert _load("o_memo", b"{not json") is None
+    assert ("o_memo", b"{not json") not in accounts_module._DECODED
+
+    for n in range(accounts_module._DECODED_MAX + 10):  # bounded
+        _load(f"o_{n}", entry)
+    assert len(accounts_module._DECODED) <= accounts_module._DECODED_MAX
