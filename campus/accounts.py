@@ -122,6 +122,8 @@ _DECODED_MAX = 4096
 
 
 def _load(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
+    if not isinstance(entry, bytes):  # the stores give bytes; anything else is not kept
+        return _decode(openid, entry)
     key = (openid, entry)
     hit = _DECODED.get(key)
     if hit is None:

@@ -1,8 +1,9 @@
 """A per-user lock around load → handle → save, across tasks and across workers.
 
-Two layers: an asyncio.Lock queues a user's messages inside one process without touching the
-store; the store's lock (taken in the message's first round trip, see KV.enter) keeps
-workers apart. Only when another worker holds it do we poll.
+Two layers: a first-come-first-served queue per user (`UserLocks.local`) orders a user's
+messages inside one process without touching the store; the store's lock (taken in the
+message's first round trip, see KV.enter) keeps workers apart. Only when another worker holds
+it do we poll.
 """
 
 from __future__ import annotations
