@@ -63,10 +63,11 @@ async def test_a_message_that_waits_too_long_gets_lock_timeout_and_leaves_the_qu
     assert locks._local == {}
 
 
-async def test_a_waiter_cancelled_while_queued_is_skipped() -> None:
-    locks = _locks()
+async def _queue_of_three(
+    locks: UserLocks, served: list[str]
+) -> tuple[asyncio.Event, list[asyncio.Task[None]]]:
+    """Messages a, b, c of one user: a holds the turn until the event is set, b and c wait."""
     release = asyncio.Event()
-    served: list[str] = []
 
     async def message(name: str) -> None:
         async with locks.local("u1", timeout=5):
@@ -79,6 +80,12 @@ async def test_a_waiter_cancelled_while_queued_is_skipped() -> None:
     b = asyncio.create_task(message("b"))
     c = asyncio.create_task(message("c"))
     await asyncio.sleep(0)
+    return release, [a, b, c]
+
+
+async def test_a_waiter_cancelled_while_queued_is_skipped() -> None:
+    locks, served = _locks(), list[str]()
+    release, (a, b, c) = await _queue_of_three(locks, served)
     b.cancel()
     release.set()
     await asyncio.gather(a, c)
@@ -88,21 +95,8 @@ async def test_a_waiter_cancelled_while_queued_is_skipped() -> None:
 
 
 async def test_a_waiter_cancelled_just_after_being_handed_the_turn_passes_it_on() -> None:
-    locks = _locks()
-    release = asyncio.Event()
-    served: list[str] = []
-
-    async def message(name: str) -> None:
-        async with locks.local("u1", timeout=5):
-            served.append(name)
-            if name == "a":
-                await release.wait()
-
-    a = asyncio.create_task(message("a"))
-    await asyncio.sleep(0)
-    b = asyncio.create_task(message("b"))
-    c = asyncio.create_task(message("c"))
-    await asyncio.sleep(0)
+    locks, served = _locks(), list[str]()
+    release, (a, b, c) = await _queue_of_three(locks, served)
     release.set()
     await asyncio.sleep(0)  # a runs to its end and hands the turn to b
     assert a.done() and not b.done()
