@@ -35,14 +35,21 @@ class StubAccounts:
         return Principal(openid=openid, locale="en"), None
 
 
-def _dispatcher(kv: KV, router: Router, prefetch: Any = ()) -> Dispatcher:
+def _dispatcher(
+    kv: KV,
+    router: Router,
+    prefetch: Any = (),
+    *,
+    per_minute: int = 1000,
+    accounts: object | None = None,
+) -> Dispatcher:
     return Dispatcher(
         router=router,
         kv=kv,
         states=StateStore(kv, KEYS, 60),
         locks=UserLocks(kv, KEYS),
-        limiter=RateLimiter(KEYS, 1000, FrozenClock()),
-        accounts=StubAccounts(),  # type: ignore[arg-type]
+        limiter=RateLimiter(KEYS, per_minute, FrozenClock()),
+        accounts=accounts or StubAccounts(),  # type: ignore[arg-type]
         services={},
         prefetch=prefetch,
     )
@@ -339,15 +346,7 @@ async def test_a_principal_dropped_meanwhile_is_cached_by_no_reply(kv: KV) -> No
         return Text("ok")
 
     def dispatcher(router: Router, per_minute: int) -> Dispatcher:
-        return Dispatcher(
-            router=router,
-            kv=kv,
-            states=StateStore(kv, KEYS, 60),
-            locks=UserLocks(kv, KEYS),
-            limiter=RateLimiter(KEYS, per_minute, FrozenClock()),
-            accounts=DroppingAccounts(),  # type: ignore[arg-type]
-            services={},
-        )
+        return _dispatcher(kv, router, per_minute=per_minute, accounts=DroppingAccounts())
 
     # A message no route answers.
     await dispatcher(Router(), 1000).handle(_text("o_none", "?", 1), budget=5)
@@ -398,15 +397,7 @@ async def test_only_the_worker_holding_the_lock_caches_a_principal(kv: KV) -> No
     router.add(bind, fallback=True)
 
     def worker(accounts: object) -> Dispatcher:
-        return Dispatcher(
-            router=router,
-            kv=kv,
-            states=StateStore(kv, KEYS, 60),
-            locks=UserLocks(kv, KEYS),
-            limiter=RateLimiter(KEYS, 1, FrozenClock()),
-            accounts=accounts,  # type: ignore[arg-type]
-            services={},
-        )
+        return _dispatcher(kv, router, per_minute=1, accounts=accounts)
 
     a, b = worker(StubAccounts()), worker(accounts_b)
     first = asyncio.ensure_future(a.handle(_text("o_both", "bind", 1), budget=5))
