@@ -8,7 +8,8 @@
    core 0, and puts every guard on duty through the callback (`上岗 BGATE`).
 3. From core 1: wrk (closed loop, `-t1 -cN --latency`) with bench/wrk/verify.lua against the
    bot, then the same requests against the echo server; then the open-loop generator
-   (bench/verify_load.py) at fixed rates, the bot and then the echo server.
+   (bench/verify_load.py) at fixed rates, the bot and then the echo server; each request's
+   timeline is kept in the temp dir (latencies-*.txt).
 4. Checks that every answered scan left an access record, prints the table, writes JSON.
 
 Per-user rate limiting is lifted for the run (HEALTHBOT_RATE_LIMIT_PER_MINUTE): 200 guards
@@ -316,6 +317,8 @@ def main() -> None:
                     mode,
                     "--token",
                     TOKEN,
+                    "--latencies",
+                    str(tmp / f"latencies-{name}-{rate:.0f}.txt"),
                 ]
                 before = cpu_seconds(pids[name])
                 result = bench_json(run(cmd, env, args.duration + 60))
@@ -366,7 +369,12 @@ def main() -> None:
             f"≈ {r['one_core_rps']} req/s on a whole core"
         )
     for key in [k for k in results if "_open_" in k]:
-        print(f"{key}: {results[key]['cpu_us_per_request']} µs CPU per request (open loop)")
+        print(
+            f"{key}: {results[key]['cpu_us_per_request']} µs CPU per request (open loop); "
+            f"the generator's own send lag, p99: {results[key]['send_lag_p99_ms']} ms; "
+            f"answers over 10 ms came in bursts of {results[key]['over_10ms_bursts']}"
+        )
+    print(f"per-request open-loop timelines: {tmp}/latencies-*.txt")
     results["bot_over_echo_cpu_pct"] = round(
         100 * echo["cpu_us_per_request"] / bot["cpu_us_per_request"], 1
     )

@@ -7,6 +7,11 @@ The same requests as bench/wrk/verify.lua (a guard of prefix obguard, scancode_w
 VERIFY, the next pass code), sent on a Poisson schedule fixed in advance whether or not
 earlier ones were answered, so a server that falls behind is charged for its queue (no
 coordinated omission). The last line is BENCH_JSON {...} for bench/run_verify.py.
+
+`send lag` is how late the generator itself started each request (its own event loop, on a
+shared core): a tail the server did not cause. `--latencies FILE` writes one line per answered
+request, `offset_s latency_ms send_lag_ms` (offset from the first scheduled send), to see when
+slow answers came and whether they came together.
 """
 
 from __future__ import annotations
@@ -41,6 +46,21 @@ def scan_body(openid: str, token: str, create_time: int) -> bytes:
     ).encode()
 
 
+def bursts(timeline: list[tuple[float, float, float]], slow: float, gap: float) -> list[int]:
+    """Answers slower than `slow` seconds, grouped when scheduled within `gap` of the last
+    one: the size of each group. A few large groups mean the server stalled now and then."""
+    sizes: list[int] = []
+    last = None
+    for at, took, _ in sorted(timeline):
+        if took <= slow:
+            continue
+        if last is None or at - last > gap:
+            sizes.append(0)
+        sizes[-1] += 1
+        last = at
+    return sizes
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -56,11 +76,14 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
     rng = random.Random(args.seed)
     base_time = 1_500_000_000 + (now % 1000) * 1_000_000
     latency: list[float] = []
+    timeline: list[tuple[float, float, float]] = []  # (scheduled, latency, send lag)
+    start = 0.0
     counts = {"matched": 0, "other": 0, "non200": 0, "errors": 0}
     loop = asyncio.get_running_loop()
     headers = {"Content-Type": "text/xml; charset=utf-8"}
 
     async def one(i: int, scheduled: float) -> None:
+        lag = loop.time() - scheduled
         openid = B.openid("obguard", i % args.guards)
         body = scan_body(openid, codes[(i * 7919) % len(codes)], base_time + i)
         try:
@@ -70,6 +93,7 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
             counts["errors"] += 1
             return
         latency.append(loop.time() - scheduled)
+        timeline.append((scheduled - start, latency[-1], lag))
         if status != 200:
             counts["non200"] += 1
         elif expect in text:
@@ -91,6 +115,11 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
         elapsed = loop.time() - start
         await asyncio.wait(tasks, timeout=15)
     lat = sorted(latency)
+    send_lag = sorted(lag for _, _, lag in timeline)
+    if args.latencies is not None:
+        args.latencies.write_text(
+            "".join(f"{at:.4f} {1e3 * took:.3f} {1e3 * lag:.3f}\n" for at, took, lag in timeline)
+        )
     return {
         "scenario": "verify_open_loop",
         "mode": args.mode,
@@ -102,6 +131,8 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
         "p90_ms": round(percentile(lat, 90) * 1000, 3),
         "p99_ms": round(percentile(lat, 99) * 1000, 3),
         "max_ms": round(lat[-1] * 1000, 3) if lat else None,
+        "send_lag_p99_ms": round(percentile(send_lag, 99) * 1000, 3),
+        "over_10ms_bursts": bursts(timeline, 0.010, 0.1),
         **counts,
     }
 
@@ -117,6 +148,7 @@ def main() -> None:
     p.add_argument("--token", default=None)
     p.add_argument("--connections", type=int, default=256)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--latencies", type=Path, default=None, help="per-request timeline to FILE")
     args = p.parse_args()
     codes = [t for t in Path(args.tokens).read_text().split() if t]
     result = asyncio.run(run(args, codes))
