@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.util import greenlet_spawn
 
 from storage import inloop
 from storage.engine import create_engine
@@ -140,3 +141,31 @@ async def test_the_database_file_holds_everything_once_the_engine_is_closed(
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 50
     finally:
         await reader.dispose()
+
+
+async def test_the_connection_used_last_is_handed_out_next(tmp_path: Path) -> None:
+    """Its page cache is warm: a write through another connection would have emptied it."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
+    try:
+        first, second = await engine.raw_connection(), await engine.raw_connection()
+        reader, writer = first.driver_connection, second.driver_connection
+        assert reader is not writer
+        await greenlet_spawn(first.close)
+        await greenlet_spawn(second.close)  # returned last, as a batch's writer would be
+        again = await engine.raw_connection()
+        assert again.driver_connection is writer
+        await greenlet_spawn(again.close)
+    finally:
+        await engine.dispose()
+
+
+async def test_an_in_memory_database_keeps_its_single_connection() -> None:
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT x FROM t"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
