@@ -110,6 +110,14 @@ def main() -> None:
         "(that run's figures are then not comparable)",
     )
     p.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="then this many short bot/echo wrk runs in turn (--pair-seconds each): the median "
+        "of their CPU ratios, steadier than one pair on a machine whose speed drifts",
+    )
+    p.add_argument("--pair-seconds", type=int, default=5)
+    p.add_argument(
         "--no-help-baseline",
         dest="help_baseline",
         action="store_false",
@@ -276,14 +284,14 @@ def main() -> None:
         )
         if args.help_baseline:
             runs += (("bot_help", bot_url, "bot", "help"),)
-        for name, url, mode, script in runs:
-            log(f"wrk {name} ({script}): {args.duration} s, {args.connections} connections")
+
+        def measured(name: str, url: str, mode: str, script: str, seconds: int) -> dict[str, Any]:
             pid = pids[name.split("_")[0]]
             before = cpu_seconds(pid)
             spy = None
             if args.profile is not None and name == "bot":
-                spy = py_spy(pid, args.profile, args.duration)
-            result = wrk(url, args.duration, mode, script)
+                spy = py_spy(pid, args.profile, seconds)
+            result = wrk(url, seconds, mode, script)
             if spy is not None:
                 spy.wait(timeout=60)
             used = cpu_seconds(pid) - before
@@ -292,7 +300,21 @@ def main() -> None:
             result["cpu_us_per_request"] = round(1e6 * used / max(1, result["requests"]), 1)
             result["server_core_share_pct"] = round(100 * used / result["duration_s"], 1)
             result["one_core_rps"] = round(1e6 / result["cpu_us_per_request"], 1)
-            results[f"{name}_wrk"] = result
+            return result
+
+        for name, url, mode, script in runs:
+            log(f"wrk {name} ({script}): {args.duration} s, {args.connections} connections")
+            results[f"{name}_wrk"] = measured(name, url, mode, script, args.duration)
+        if args.pairs:
+            log(f"{args.pairs} pairs of bot and echo runs, {args.pair_seconds} s each")
+            ratios, pairs = [], []
+            for _ in range(args.pairs):
+                bot_us = measured("bot", bot_url, "bot", "verify", args.pair_seconds)
+                echo_us = measured("echo", echo_url, "echo", "verify", args.pair_seconds)
+                pairs.append([bot_us["cpu_us_per_request"], echo_us["cpu_us_per_request"]])
+                ratios.append(round(100 * pairs[-1][1] / pairs[-1][0], 1))
+            results["pairs_cpu_us_bot_echo"] = pairs
+            results["pairs_cpu_pct"] = ratios
         for rate in (float(r) for r in args.rates.split(",")):
             for name, url, mode in (("bot", bot_url, "bot"), ("echo", echo_url, "echo")):
                 log(f"open loop {name}: {rate:.0f}/s for {args.duration} s")
@@ -379,9 +401,16 @@ def main() -> None:
         100 * echo["cpu_us_per_request"] / bot["cpu_us_per_request"], 1
     )
     print(f"bot/echo by CPU per request: {results['bot_over_echo_cpu_pct']}%")
+    if "pairs_cpu_pct" in results:
+        ratios = sorted(results["pairs_cpu_pct"])
+        results["pairs_cpu_pct_median"] = ratios[len(ratios) // 2]
+        print(
+            f"bot/echo by CPU per request in {len(ratios)} short pairs: median "
+            f"{results['pairs_cpu_pct_median']}% (from {ratios[0]}% to {ratios[-1]}%)"
+        )
     print(
         f"access records written: {results['access_records']} "
-        f"(scans answered in the measured runs: {answered_by_bot}, plus warm-up)"
+        f"(scans answered in the measured runs: {answered_by_bot}, plus warm-up and pairs)"
     )
     results["bot_over_echo_pct"] = round(100 * bot["rps"] / echo["rps"], 1)
     if args.json_out:
