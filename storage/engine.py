@@ -69,8 +69,8 @@ def create_engine(url: str, *, sqlite_inloop: bool = True, **kwargs: Any) -> Asy
         if "poolclass" not in kwargs and not _in_memory(sqlite_url.database, sqlite_url.query):
             # Each SQLite connection has its own page cache, and a write through any other
             # connection empties it at its next transaction. Handing out the connection used
-            # last (usually the one that wrote) keeps its cache: a guard's scan re-read about
-            # 2.8 pages a scan from the file with the pool's default first-in-first-out order,
+            # last (usually the one that wrote) keeps its cache: guard scans re-read about 2.8
+            # pages per scan from the file with the pool's default first-in-first-out order,
             # 0.4 with this (strace, bench/run_verify.py). In-memory databases use one static
             # connection, which has no such option.
             kwargs.setdefault("pool_use_lifo", True)
