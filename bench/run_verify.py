@@ -26,6 +26,7 @@ import os
 import re
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -309,9 +310,9 @@ def main() -> None:
             log(f"{args.pairs} pairs of bot and echo runs, {args.pair_seconds} s each")
             ratios, pairs = [], []
             for _ in range(args.pairs):
-                bot_us = measured("bot", bot_url, "bot", "verify", args.pair_seconds)
-                echo_us = measured("echo", echo_url, "echo", "verify", args.pair_seconds)
-                pairs.append([bot_us["cpu_us_per_request"], echo_us["cpu_us_per_request"]])
+                bot_run = measured("bot", bot_url, "bot", "verify", args.pair_seconds)
+                echo_run = measured("echo", echo_url, "echo", "verify", args.pair_seconds)
+                pairs.append([bot_run["cpu_us_per_request"], echo_run["cpu_us_per_request"]])
                 ratios.append(round(100 * pairs[-1][1] / pairs[-1][0], 1))
             results["pairs_cpu_us_bot_echo"] = pairs
             results["pairs_cpu_pct"] = ratios
@@ -403,7 +404,7 @@ def main() -> None:
     print(f"bot/echo by CPU per request: {results['bot_over_echo_cpu_pct']}%")
     if "pairs_cpu_pct" in results:
         ratios = sorted(results["pairs_cpu_pct"])
-        results["pairs_cpu_pct_median"] = ratios[len(ratios) // 2]
+        results["pairs_cpu_pct_median"] = round(statistics.median(ratios), 1)
         print(
             f"bot/echo by CPU per request in {len(ratios)} short pairs: median "
             f"{results['pairs_cpu_pct_median']}% (from {ratios[0]}% to {ratios[-1]}%)"
