@@ -148,7 +148,7 @@ def main() -> None:
     tokens = tmp / "tokens.txt"
     results: dict[str, Any] = {
         "loadavg_at_start": loadavg(),
-        "settings": vars(args) | {"json_out": str(args.json_out)},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     procs: list[subprocess.Popen[bytes]] = []
     try:
