@@ -88,6 +88,135 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
+def records(db_path: Path) -> int:
+    with sqlite3.connect(db_path) as db:
+        count: int = db.execute("select count(*) from access_records").fetchone()[0]
+    return count
+
+
+def settle(pid: int, limit: float = 60) -> None:
+    """Wait until the process is idle: what it took in before the load stopped is done."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.05:
+            return
+
+
+def callgrind_totals(base: Path, dump: int) -> dict[str, int]:
+    """Instructions per thread in a callgrind dump (--separate-threads): {"01": Ir, …}."""
+    totals = {}
+    for path in sorted(base.parent.glob(f"{base.name}.{dump}-*")):
+        match = re.search(r"^summary: (\d+)", path.read_text(errors="replace"), re.MULTILINE)
+        if match:
+            totals[path.name.rsplit("-", 1)[1]] = int(match.group(1))
+    if not totals:
+        raise RuntimeError(f"no callgrind dump {base.name}.{dump}-* in {base.parent}")
+    return totals
+
+
+def inclusive(path: Path, function: str) -> int:
+    """The instructions spent in `function` and what it called, from callgrind_annotate."""
+    out = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = [
+        int(m.group(1).replace(",", ""))
+        for m in re.finditer(rf"^\s*([\d,]+) .*:{function} ", out, re.MULTILINE)
+    ]
+    return max(found, default=0)
+
+
+def count_instructions(
+    args: argparse.Namespace,
+    tmp: Path,
+    pids: dict[str, int],
+    urls: dict[str, str],
+    wrk: Any,
+    open_loop: Any,
+) -> None:
+    """--callgrind: instructions per request, bot and echo, closed loop and lone.
+
+    Both servers run under callgrind with instrumentation off; it is switched on for one load
+    at a time and the counts dumped once the server is idle again. Closed loop: wrk with
+    --connections for --duration s (the bot's requests are the access records it wrote; the
+    echo's are wrk's count plus the connections' last requests, sent before wrk stopped and
+    answered after). Lone: the open-loop generator at --callgrind-rate a second, where each
+    scan meets an idle server, as at a real gate. The event loop's thread is counted apart
+    from the others (SQLite's checkpoints run on a worker thread)."""
+    results: dict[str, Any] = {"settings": {"connections": args.connections}}
+    dumps = {"bot": 0, "echo": 0}
+    log("warm-up under callgrind, not counted (10 s each)")
+    for name in ("bot", "echo"):
+        wrk(urls[name], 10, name)
+    for regime in ("closed", "lone"):
+        for name in ("bot", "echo"):
+            pid = pids[name]
+            settle(pid)
+            subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
+            subprocess.run(
+                ["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True
+            )
+            log(f"{regime} {name} under callgrind: {args.duration} s")
+            before = records(tmp / "bench.db")
+            if regime == "closed":
+                load = wrk(urls[name], args.duration, name)
+                settle(pid)
+                requests = (
+                    records(tmp / "bench.db") - before
+                    if name == "bot"
+                    else load["requests"] + args.connections
+                )
+            else:
+                load = open_loop(urls[name], name, args.callgrind_rate, args.duration)
+                settle(pid)
+                requests = load["answered"]
+            subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+            subprocess.run(
+                ["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True
+            )
+            dumps[name] += 1
+            base = tmp / f"cg-{name}"
+            totals = callgrind_totals(base, dumps[name])
+            loop_thread = totals.get("01", 0)
+            results[f"{name}_{regime}"] = {
+                "requests": requests,
+                "loop_thread_per_request": round(loop_thread / max(1, requests)),
+                "other_threads_per_request": round(
+                    (sum(totals.values()) - loop_thread) / max(1, requests)
+                ),
+                "ed25519_per_request": round(
+                    inclusive(
+                        Path(f"{base}.{dumps[name]}-01"),
+                        "crypto_sign_ed25519_verify_detached",
+                    )
+                    / max(1, requests)
+                ),
+            }
+    print(
+        f"\ninstructions per request (callgrind; {args.connections} connections closed loop, "
+        f"{args.callgrind_rate}/s lone)"
+    )
+    print(f"{'':14}{'requests':>10}{'loop thread':>14}{'other threads':>15}{'of it Ed25519':>15}")
+    for key, r in results.items():
+        if key != "settings":
+            print(
+                f"{key:14}{r['requests']:>10}{r['loop_thread_per_request']:>14,}"
+                f"{r['other_threads_per_request']:>15,}{r['ed25519_per_request']:>15,}"
+            )
+    for regime in ("closed", "lone"):
+        bot, echo = results[f"bot_{regime}"], results[f"echo_{regime}"]
+        pct = round(100 * echo["loop_thread_per_request"] / bot["loop_thread_per_request"], 1)
+        results[f"bot_over_echo_{regime}_pct"] = pct
+        print(f"bot/echo by the loop thread's instructions per request, {regime}: {pct}%")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--state", choices=["memory", "redis"], default="memory")
@@ -118,6 +247,14 @@ def main() -> None:
         "of their CPU ratios, steadier than one pair on a machine whose speed drifts",
     )
     p.add_argument("--pair-seconds", type=int, default=5)
+    p.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instead of timing: run both servers under valgrind's callgrind and count the "
+        "instructions each spends per request, closed loop and lone; repeatable whatever "
+        "else the machine does (see bench/README.md)",
+    )
+    p.add_argument("--callgrind-rate", type=float, default=5.0, help="--callgrind's lone rate")
     p.add_argument(
         "--no-help-baseline",
         dest="help_baseline",
@@ -169,6 +306,19 @@ def main() -> None:
                 300,
             ).strip()
         )
+
+        def grind(name: str) -> list[str]:
+            """The valgrind prefix of a server's command line (--callgrind), else nothing."""
+            if not args.callgrind:
+                return []
+            return [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={tmp}/cg-{name}",
+            ]
+
         for cmd, name in (
             (
                 [
@@ -176,6 +326,8 @@ def main() -> None:
                     "taskset",
                     "-c",
                     "0",
+                    *grind("bot"),
+                    str(PY),  # the console script run by its interpreter, as its #! line does
                     str(HEALTHBOT),
                     "serve",
                     "--port",
@@ -190,6 +342,7 @@ def main() -> None:
                     "taskset",
                     "-c",
                     "0",
+                    *grind("echo"),
                     str(PY),
                     "bench/echo_server.py",
                     "--port",
@@ -211,7 +364,7 @@ def main() -> None:
                     start_new_session=True,
                 )
             )
-        wait_http(f"http://127.0.0.1:{args.bot_port}/healthz")
+        wait_http(f"http://127.0.0.1:{args.bot_port}/healthz", 300 if args.callgrind else 60)
         log(
             run(
                 [
@@ -276,6 +429,38 @@ def main() -> None:
             ]
             return bench_json(run(cmd, env, seconds + 60))
 
+        def open_loop(
+            url: str, mode: str, rate: float, seconds: int, latencies: Path | None = None
+        ) -> dict[str, Any]:
+            cmd = [
+                *nice,
+                "taskset",
+                "-c",
+                "1",
+                str(PY),
+                "bench/verify_load.py",
+                "--url",
+                url,
+                "--tokens",
+                str(tokens),
+                "--rate",
+                str(rate),
+                "--duration",
+                str(seconds),
+                "--guards",
+                str(args.guards),
+                "--mode",
+                mode,
+                "--token",
+                TOKEN,
+                *(["--latencies", str(latencies)] if latencies else []),
+            ]
+            return bench_json(run(cmd, env, seconds + 120))
+
+        if args.callgrind:
+            count_instructions(args, tmp, pids, {"bot": bot_url, "echo": echo_url}, wrk, open_loop)
+            return
+
         log("warm-up (5 s)")
         wrk(bot_url, 5, "bot")
         wrk(bot_url, 5, "bot", "help")
@@ -319,32 +504,10 @@ def main() -> None:
         for rate in (float(r) for r in args.rates.split(",")):
             for name, url, mode in (("bot", bot_url, "bot"), ("echo", echo_url, "echo")):
                 log(f"open loop {name}: {rate:.0f}/s for {args.duration} s")
-                cmd = [
-                    *nice,
-                    "taskset",
-                    "-c",
-                    "1",
-                    str(PY),
-                    "bench/verify_load.py",
-                    "--url",
-                    url,
-                    "--tokens",
-                    str(tokens),
-                    "--rate",
-                    str(rate),
-                    "--duration",
-                    str(args.duration),
-                    "--guards",
-                    str(args.guards),
-                    "--mode",
-                    mode,
-                    "--token",
-                    TOKEN,
-                    "--latencies",
-                    str(tmp / f"latencies-{name}-{rate:.0f}.txt"),
-                ]
                 before = cpu_seconds(pids[name])
-                result = bench_json(run(cmd, env, args.duration + 60))
+                result = open_loop(
+                    url, mode, rate, args.duration, tmp / f"latencies-{name}-{rate:.0f}.txt"
+                )
                 # At these rates batches hold a scan or two: what a scan costs at a real gate.
                 used = cpu_seconds(pids[name]) - before
                 result["cpu_us_per_request"] = round(1e6 * used / max(1, result["sent"]), 1)
