@@ -145,58 +145,62 @@ def count_instructions(
     at a time and the counts dumped once the server is idle again. Closed loop: wrk with
     --connections for --duration s (the bot's requests are the access records it wrote; the
     echo's are wrk's count plus the connections' last requests, sent before wrk stopped and
-    answered after). Lone: the open-loop generator at --callgrind-rate a second, where each
-    scan meets an idle server, as at a real gate. The event loop's thread is counted apart
-    from the others (SQLite's checkpoints run on a worker thread)."""
+    answered after); the guards' `帮助` to the bot the same way. Lone: the open-loop generator at
+    --callgrind-rate a second, where each scan meets an idle server, as at a real gate. The
+    event loop's thread is counted apart from the others (SQLite's checkpoints run on a
+    worker thread)."""
     results: dict[str, Any] = {"settings": {"connections": args.connections}}
     dumps = {"bot": 0, "echo": 0}
     log("warm-up under callgrind, not counted (10 s each)")
     for name in ("bot", "echo"):
         wrk(urls[name], 10, name)
-    for regime in ("closed", "lone"):
-        for name in ("bot", "echo"):
-            pid = pids[name]
+    runs = (
+        ("bot", "closed"),
+        ("echo", "closed"),
+        ("bot", "help"),  # `帮助` from the guards, closed loop: the callback without a scan
+        ("bot", "lone"),
+        ("echo", "lone"),
+    )
+    for name, regime in runs:
+        pid = pids[name]
+        settle(pid)
+        subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+        log(f"{regime} {name} under callgrind: {args.duration} s")
+        before = records(tmp / "bench.db")
+        if regime == "lone":
+            load = open_loop(urls[name], name, args.callgrind_rate, args.duration)
             settle(pid)
-            subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
-            subprocess.run(
-                ["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True
+            requests = load["answered"]
+        else:
+            load = wrk(
+                urls[name], args.duration, name, "help_guards" if regime == "help" else "verify"
             )
-            log(f"{regime} {name} under callgrind: {args.duration} s")
-            before = records(tmp / "bench.db")
-            if regime == "closed":
-                load = wrk(urls[name], args.duration, name)
-                settle(pid)
-                requests = (
-                    records(tmp / "bench.db") - before
-                    if name == "bot"
-                    else load["requests"] + args.connections
-                )
-            else:
-                load = open_loop(urls[name], name, args.callgrind_rate, args.duration)
-                settle(pid)
-                requests = load["answered"]
-            subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
-            subprocess.run(
-                ["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True
+            settle(pid)
+            # A scan's access record counts it exactly; otherwise each connection's last
+            # request, sent before wrk stopped, was answered after.
+            requests = (
+                records(tmp / "bench.db") - before
+                if (name, regime) == ("bot", "closed")
+                else load["requests"] + args.connections
             )
-            dumps[name] += 1
-            base = tmp / f"cg-{name}"
-            totals = callgrind_totals(base, dumps[name])
-            loop_thread = totals.get("01", 0)
-            results[f"{name}_{regime}"] = {
-                "requests": requests,
-                "loop_thread_per_request": round(loop_thread / max(1, requests)),
-                "other_threads_per_request": round(
-                    (sum(totals.values()) - loop_thread) / max(1, requests)
-                ),
-                "ed25519_per_request": round(
-                    inclusive(
-                        Path(f"{base}.{dumps[name]}-01"),
-                        "crypto_sign_ed25519_verify_detached",
-                    )
-                    / max(1, requests)
-                ),
-            }
+        subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+        subprocess.run(
+            ["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True
+        )
+        dumps[name] += 1
+        base = tmp / f"cg-{name}"
+        totals = callgrind_totals(base, dumps[name])
+        loop_thread = totals.get("01", 0)
+        ed25519 = inclusive(Path(f"{base}.{dumps[name]}-01"), "crypto_sign_ed25519_verify_detached")
+        results[f"{name}_{regime}"] = {
+            "requests": requests,
+            "loop_thread_per_request": round(loop_thread / max(1, requests)),
+            "other_threads_per_request": round(
+                (sum(totals.values()) - loop_thread) / max(1, requests)
+            ),
+            "ed25519_per_request": round(ed25519 / max(1, requests)),
+        }
     print(
         f"\ninstructions per request (callgrind; {args.connections} connections closed loop, "
         f"{args.callgrind_rate}/s lone)"
@@ -386,8 +390,13 @@ def main() -> None:
         pids = {"bot": procs[0].pid, "echo": procs[1].pid}
 
         def wrk(url: str, seconds: int, mode: str, script: str = "verify") -> dict[str, Any]:
-            if script == "help":  # the spine alone: `帮助` from any follower, no database write
-                extra = ["users=1000", "prefix=ohelp", "threads=1", f"mode={mode}"]
+            if script.startswith("help"):  # the spine alone: `帮助`, no database write
+                # From any follower; `help_guards`: from the guards who scan, whose principals
+                # the scans have cached.
+                who = [f"users={args.guards}", "prefix=obguard"]
+                if script == "help":
+                    who = ["users=1000", "prefix=ohelp"]
+                extra = [*who, "threads=1", f"mode={mode}"]
                 cmd = [
                     *nice,
                     "taskset",
