@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,8 @@ def count_instructions(
     tmp: Path,
     pids: dict[str, int],
     urls: dict[str, str],
-    wrk: Any,
-    open_loop: Any,
+    wrk: Callable[..., dict[str, Any]],
+    open_loop: Callable[..., dict[str, Any]],
 ) -> None:
     """--callgrind: instructions per request, bot and echo, closed loop and lone.
 
