@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -134,13 +135,39 @@ class Checkpointer:
     seconds, a PASSIVE checkpoint runs on a worker thread with a connection of its own. The
     sqlite3 module lets go of the GIL while SQLite works, and a passive checkpoint never
     blocks readers or the writer. A WAL past WAL_RESTART_FRAMES is restarted.
+
+    The checkpoint connection stays open while the loop has connections open: a new one
+    would read the whole schema first (about two million instructions, once a second under
+    writes). It closes with the loop's last, so that the last close of all still folds the
+    WAL into the file, as SQLite does when a database's last connection closes.
     """
 
     def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         self._args, self._kwargs = args, kwargs
         self._next = 0.0
         self._running = False
+        self._users = 0  # the loop's connections open now
+        self._count = threading.Lock()  # guards _users; never held while SQLite works
+        self._work = threading.Lock()  # guards _conn and the checkpoint itself
+        self._conn: sqlite3.Connection | None = None
         self.done = 0  # checkpoints run, for tests
+
+    def opened(self) -> None:
+        with self._count:
+            self._users += 1
+
+    def closed(self) -> None:
+        with self._count:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            with self._work:  # a checkpoint under way finishes first
+                self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
 
     def after_commit(self) -> None:
         now = time.monotonic()
@@ -150,20 +177,30 @@ class Checkpointer:
         asyncio.get_running_loop().run_in_executor(None, self.run)
 
     def run(self) -> None:
-        # A connection per checkpoint, closed at once: one left open would keep SQLite from
-        # folding the WAL into the file when the service's last connection closes.
         try:
-            conn = sqlite3.connect(*self._args, **{**self._kwargs, "check_same_thread": False})
-            try:
-                conn.execute("PRAGMA busy_timeout=1000")
-                _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames >= WAL_RESTART_FRAMES:
-                    # Under steady writes a passive checkpoint never catches up and the WAL
-                    # only grows. This one waits for the writer, copies the rest, and has the
-                    # next writer start the WAL afresh; the loop's writers wait in patiently.
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-            finally:
-                conn.close()
+            with self._work:
+                with self._count:
+                    if self._users == 0:
+                        return  # closed since it was asked for: open nothing now
+                if self._conn is None:
+                    conn = sqlite3.connect(
+                        *self._args, **{**self._kwargs, "check_same_thread": False}
+                    )
+                    self._conn = conn
+                    conn.execute("PRAGMA busy_timeout=1000")
+                try:
+                    _busy, frames, _copied = self._conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
+                    if frames >= WAL_RESTART_FRAMES:
+                        # Under steady writes a passive checkpoint never catches up and the
+                        # WAL only grows. This one waits for the writer, copies the rest, and
+                        # has the next writer start the WAL afresh; the loop's writers wait in
+                        # patiently.
+                        self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                except sqlite3.Error:
+                    self._close()  # the next checkpoint starts with a fresh connection
+                    raise
             self.done += 1
         except sqlite3.Error as exc:
             log.warning("WAL checkpoint failed: %s", exc)
@@ -219,6 +256,8 @@ class Connection:
         if self._connection is not None:
             self._connection = None
             self._conn.close()
+            if self._checkpointer is not None:
+                self._checkpointer.closed()
 
 
 def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:
@@ -234,6 +273,7 @@ def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], An
         connection.execute("PRAGMA busy_timeout=0")  # waits happen in patiently, not here
         if checkpointer is not None:
             connection.execute("PRAGMA wal_autocheckpoint=0")  # see Checkpointer
+            checkpointer.opened()
         return Connection(connection, checkpointer)
 
     return connect

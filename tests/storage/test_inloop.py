@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -119,8 +122,9 @@ async def test_the_wal_is_checkpointed_off_the_loop_and_stays_small(
 async def test_the_database_file_holds_everything_once_the_engine_is_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Checkpoints keep no connection open, so closing the last one folds the WAL into the
-    file, as SQLite does: a copy of the file alone (a backup after shutdown) is complete."""
+    """The checkpoint connection closes with the loop's last, so the last close of all folds
+    the WAL into the file, as SQLite does: a copy of the file alone (a backup after shutdown)
+    is complete."""
     monkeypatch.setattr(inloop, "CHECKPOINT_EVERY", 0.0)
     path = tmp_path / "db.sqlite"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
@@ -141,6 +145,41 @@ async def test_the_database_file_holds_everything_once_the_engine_is_closed(
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 50
     finally:
         await reader.dispose()
+
+
+async def test_checkpoints_share_one_connection_that_closes_with_the_loops_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection per checkpoint would read the whole schema each time; one kept open must
+    not outlive the service's own connections (nor be opened again by a late checkpoint)."""
+    monkeypatch.setattr(inloop, "CHECKPOINT_EVERY", 0.0)
+    opened_off_loop = []
+    connect = sqlite3.connect
+
+    def counting(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if threading.current_thread() is not threading.main_thread():
+            opened_off_loop.append(args)  # the checkpoint thread's
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", counting)
+    path = tmp_path / "db.sqlite"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        raw = await conn.get_raw_connection()
+        checkpointer = raw.driver_connection._checkpointer  # type: ignore[union-attr]
+    for i in range(30):
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": i})
+        await asyncio.sleep(0.005)  # the checkpoint runs meanwhile
+    assert checkpointer.done >= 3
+    assert len(opened_off_loop) == 1
+    await engine.dispose()
+    assert not await asyncio.to_thread(os.path.exists, f"{path}-wal")
+    # A checkpoint asked for before the close and run after it opens nothing.
+    await asyncio.to_thread(checkpointer.run)
+    assert len(opened_off_loop) == 1
+    assert not await asyncio.to_thread(os.path.exists, f"{path}-wal")
 
 
 async def test_the_connection_used_last_is_handed_out_next(tmp_path: Path) -> None:
