@@ -182,13 +182,12 @@ class Checkpointer:
                 with self._count:
                     if self._users == 0:
                         return  # closed since it was asked for: open nothing now
-                if self._conn is None:
-                    conn = sqlite3.connect(
-                        *self._args, **{**self._kwargs, "check_same_thread": False}
-                    )
-                    self._conn = conn
-                    conn.execute("PRAGMA busy_timeout=1000")
                 try:
+                    if self._conn is None:
+                        self._conn = sqlite3.connect(
+                            *self._args, **{**self._kwargs, "check_same_thread": False}
+                        )
+                        self._conn.execute("PRAGMA busy_timeout=1000")
                     _busy, frames, _copied = self._conn.execute(
                         "PRAGMA wal_checkpoint(PASSIVE)"
                     ).fetchone()
