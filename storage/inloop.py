@@ -157,12 +157,16 @@ class Checkpointer:
             self._users += 1
 
     def closed(self) -> None:
+        """A loop connection closed. Never waits: it may run on the loop's thread, or in the
+        garbage collector inside `run` itself; a checkpoint under way closes at its end."""
         with self._count:
             self._users -= 1
-            last = self._users == 0
-        if last:
-            with self._work:  # a checkpoint under way finishes first
-                self._close()
+            if self._users or not self._work.acquire(blocking=False):
+                return
+        try:
+            self._close()
+        finally:
+            self._work.release()
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -177,34 +181,44 @@ class Checkpointer:
         asyncio.get_running_loop().run_in_executor(None, self.run)
 
     def run(self) -> None:
+        self._work.acquire()
         try:
-            with self._work:
-                with self._count:
-                    if self._users == 0:
-                        return  # closed since it was asked for: open nothing now
-                try:
-                    if self._conn is None:
-                        self._conn = sqlite3.connect(
-                            *self._args, **{**self._kwargs, "check_same_thread": False}
-                        )
-                        self._conn.execute("PRAGMA busy_timeout=1000")
-                    _busy, frames, _copied = self._conn.execute(
-                        "PRAGMA wal_checkpoint(PASSIVE)"
-                    ).fetchone()
-                    if frames >= WAL_RESTART_FRAMES:
-                        # Under steady writes a passive checkpoint never catches up and the
-                        # WAL only grows. This one waits for the writer, copies the rest, and
-                        # has the next writer start the WAL afresh; the loop's writers wait in
-                        # patiently.
-                        self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                except sqlite3.Error:
-                    self._close()  # the next checkpoint starts with a fresh connection
-                    raise
+            with self._count:
+                if self._users == 0:
+                    return  # closed since it was asked for: open nothing now
+            try:
+                if self._conn is None:
+                    self._conn = sqlite3.connect(
+                        *self._args, **{**self._kwargs, "check_same_thread": False}
+                    )
+                    self._conn.execute("PRAGMA busy_timeout=1000")
+                _busy, frames, _copied = self._conn.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                ).fetchone()
+                if frames >= WAL_RESTART_FRAMES:
+                    # Under steady writes a passive checkpoint never catches up and the WAL
+                    # only grows. This one waits for the writer, copies the rest, and has the
+                    # next writer start the WAL afresh; the loop's writers wait in patiently.
+                    self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            except sqlite3.Error:
+                self._close()  # the next checkpoint starts with a fresh connection
+                raise
             self.done += 1
         except sqlite3.Error as exc:
             log.warning("WAL checkpoint failed: %s", exc)
         finally:
             self._running = False
+            # The loop's last connection may have closed meanwhile, leaving this one to us
+            # (closed() does not wait). Decided under _count, so that no closed() is missed.
+            with self._count:
+                closing = self._users == 0
+                if not closing:
+                    self._work.release()
+            if closing:
+                try:
+                    self._close()
+                finally:
+                    self._work.release()
 
 
 class Connection:
@@ -254,9 +268,11 @@ class Connection:
     def stop(self) -> None:
         if self._connection is not None:
             self._connection = None
-            self._conn.close()
-            if self._checkpointer is not None:
-                self._checkpointer.closed()
+            try:
+                self._conn.close()
+            finally:
+                if self._checkpointer is not None:
+                    self._checkpointer.closed()
 
 
 def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:

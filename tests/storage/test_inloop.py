@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sqlite3
 import threading
@@ -179,6 +180,78 @@ async def test_checkpoints_share_one_connection_that_closes_with_the_loops_last(
     # A checkpoint asked for before the close and run after it opens nothing.
     await asyncio.to_thread(checkpointer.run)
     assert len(opened_off_loop) == 1
+    assert not await asyncio.to_thread(os.path.exists, f"{path}-wal")
+
+
+async def test_a_leaked_last_connection_collected_inside_a_checkpoint_does_not_hang_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The garbage collector runs in whichever thread allocates: in the checkpoint's own, it
+    may close the loop's last connection (a leaked one) while the checkpoint holds its lock.
+    The checkpoint must end, and close its connection as the last one."""
+    path = tmp_path / "db.sqlite"
+    setup = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with setup.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    await setup.dispose()
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")  # reads only: no checkpoint yet
+    leaked = await engine.connect()
+    await leaked.execute(text("SELECT count(*) FROM t"))
+    checkpointer = (await leaked.get_raw_connection()).driver_connection._checkpointer  # type: ignore[union-attr]
+    connect = sqlite3.connect
+
+    def collecting(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if threading.current_thread() is not threading.main_thread():
+            gc.collect()  # as an allocation here might set off
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", collecting)
+    gc.disable()
+    try:
+        cycle: dict[str, Any] = {"conn": leaked}
+        cycle["self"] = cycle  # only the collector can free it
+        del leaked, cycle
+        await engine.dispose()  # the pool's idle connections; the leaked one stays open
+        worker = threading.Thread(target=checkpointer.run, daemon=True)
+        worker.start()
+        await asyncio.to_thread(worker.join, 10)
+        assert not worker.is_alive()
+    finally:
+        gc.enable()
+    assert not await asyncio.to_thread(os.path.exists, f"{path}-wal")
+
+
+async def test_the_loops_last_close_does_not_wait_for_a_checkpoint_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last connection may close on the loop's thread while serving (a cancelled
+    statement drops its connection): that must not hold the loop for a checkpoint's length.
+    The checkpoint closes its own connection when it ends."""
+    path = tmp_path / "db.sqlite"
+    setup = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with setup.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    await setup.dispose()
+    checkpointer = inloop.Checkpointer((str(path),), {})
+    checkpointer.opened()  # one connection of the loop's
+    under_way, finish = threading.Event(), threading.Event()
+    connect = sqlite3.connect
+
+    def slow(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if threading.current_thread() is not threading.main_thread():
+            under_way.set()
+            finish.wait(10)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", slow)
+    worker = threading.Thread(target=checkpointer.run, daemon=True)
+    worker.start()
+    assert await asyncio.to_thread(under_way.wait, 10)
+    checkpointer.closed()  # the loop's last, during the checkpoint
+    assert worker.is_alive()  # closed() came back without waiting for it
+    finish.set()
+    await asyncio.to_thread(worker.join, 10)
+    assert not worker.is_alive()
     assert not await asyncio.to_thread(os.path.exists, f"{path}-wal")
 
 
