@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import sqlite3
@@ -183,6 +184,14 @@ async def test_checkpoints_share_one_connection_that_closes_with_the_loops_last(
     assert not await asyncio.to_thread(os.path.exists, f"{path}-wal")
 
 
+def _wal_database(path: Path) -> None:
+    """A WAL-mode file with a table, made without an engine, so that no checkpoint of its
+    own is still on its way to a worker thread when a test starts."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE t (x INTEGER)")
+
+
 async def test_a_leaked_last_connection_collected_inside_a_checkpoint_does_not_hang_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,10 +199,7 @@ async def test_a_leaked_last_connection_collected_inside_a_checkpoint_does_not_h
     may close the loop's last connection (a leaked one) while the checkpoint holds its lock.
     The checkpoint must end, and close its connection as the last one."""
     path = tmp_path / "db.sqlite"
-    setup = create_engine(f"sqlite+aiosqlite:///{path}")
-    async with setup.begin() as conn:
-        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-    await setup.dispose()
+    _wal_database(path)
     engine = create_engine(f"sqlite+aiosqlite:///{path}")  # reads only: no checkpoint yet
     leaked = await engine.connect()
     await leaked.execute(text("SELECT count(*) FROM t"))
@@ -228,10 +234,7 @@ async def test_the_loops_last_close_does_not_wait_for_a_checkpoint_under_way(
     statement drops its connection): that must not hold the loop for a checkpoint's length.
     The checkpoint closes its own connection when it ends."""
     path = tmp_path / "db.sqlite"
-    setup = create_engine(f"sqlite+aiosqlite:///{path}")
-    async with setup.begin() as conn:
-        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-    await setup.dispose()
+    _wal_database(path)
     checkpointer = inloop.Checkpointer((str(path),), {})
     checkpointer.opened()  # one connection of the loop's
     under_way, finish = threading.Event(), threading.Event()
