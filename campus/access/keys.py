@@ -34,7 +34,7 @@ class VerifyingKey:
     key_id: bytes
     public_key: Ed25519PublicKey
     verify_until: datetime | None  # None: current (not rotated out)
-    verifier: Verifier  # the same key, for checking scanned codes (libsodium)
+    verifier: Verifier  # the same key, for checking scanned codes (ed25519-zebra)
 
     def covers(self, expires: int) -> bool:
         """Whether a code of this key expiring at `expires` (Unix s) may still verify."""

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
+from ed25519_zebra import ed_verify as _zebra_verify
 
 PREFIX = "HC1."
 VERSION = 1
@@ -140,27 +139,50 @@ def parse(token: str) -> Unverified:
     return Unverified(claims, payload, signature)
 
 
-class Verifier:
-    """A public key ready to check signatures with libsodium, built once per key.
+# RFC 8032's checks on a point's encoding that libsodium makes and ed25519-zebra does not
+# (`Verifier`): the y coordinate must be below p, and not one of the points of small order.
+_P = 2**255 - 19
+_Y_BITS = 2**255 - 1  # the top bit is x's sign
+_Y_ORDER_8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y_ORDER_8, _P - _Y_ORDER_8})  # all 8, either sign
 
-    Keys are made, stored and exported with `cryptography`; a gate checks a signature per
-    scan, and libsodium does that in about half of OpenSSL's time. Both implement RFC 8032:
-    a signature of one verifies with the other (tests/campus/test_access_signature.py).
+
+def _refused_point(encoded: bytes) -> bool:
+    """A non-canonical encoding, or a point of small order (libsodium's two byte checks)."""
+    y = int.from_bytes(encoded, "little") & _Y_BITS
+    return y >= _P or y in _SMALL_ORDER_Y
+
+
+class Verifier:
+    """A public key ready to check signatures at the gate, built once per key.
+
+    Keys are made, stored, used for signing and exported with `cryptography` (OpenSSL); a
+    gate checks a signature per scan, and that is ed25519-zebra's (Rust, curve25519-dalek,
+    which uses AVX2 where the CPU has it): two thirds of libsodium's time on the benchmark
+    machine, a third of OpenSSL's (bench/README.md).
+
+    ed25519-zebra checks by ZIP 215's rules, RFC 8032's minus two byte checks, which are
+    made here first: R and A must be canonical and not of small order, as libsodium
+    requires. What remains between the two is the equation: zebra's multiplies by the
+    cofactor, so it also accepts an R that is a valid nonce point plus a point of small
+    order. Only the key's holder can make such a signature (s must still be r + k·a), and
+    this campus signs by RFC 8032 (R = r·B): the two judge alike every code it issues and
+    every code anybody else can make (tests/campus/test_access_signature.py). The scalar s
+    must be below the group order under both rules, so a code cannot be re-encoded.
     """
 
-    __slots__ = ("raw",)
+    __slots__ = ("_usable", "raw")
 
     def __init__(self, public_key: Ed25519PublicKey) -> None:
-        self.raw = public_bytes(public_key)  # always 32 bytes, as crypto_sign_open reads
+        self.raw = public_bytes(public_key)  # always 32 bytes
+        self._usable = not _refused_point(self.raw)  # else it verifies nothing, as libsodium
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        if len(signature) != SIGNATURE_BYTES:
+        if len(signature) != SIGNATURE_BYTES or not self._usable:
             return False
-        try:
-            crypto_sign_open(signature + message, self.raw)
-        except BadSignatureError:
+        if _refused_point(signature[:32]):
             return False
-        return True
+        return bool(_zebra_verify(bytes(signature), bytes(message), self.raw))
 
 
 def check_signature(token: Unverified, key: Verifier | Ed25519PublicKey, campus: str) -> None:

@@ -1,13 +1,19 @@
-"""Pass codes signed with `cryptography` (OpenSSL) and checked with libsodium at the gate."""
+"""Pass codes signed with `cryptography` (OpenSSL) and checked with ed25519-zebra at the gate,
+which must judge them as RFC 8032 does (libsodium's strict check is the reference here)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 
+import ed25519_zebra
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp, crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from campus.access import token as tk
 
@@ -44,7 +50,7 @@ def test_the_rfc_8032_vector_both_ways() -> None:
     assert not verifier.verify(RFC_SIGNATURE[:-1], b"")  # short signature: refused, no read
 
 
-def test_a_code_signed_with_cryptography_verifies_with_libsodium() -> None:
+def test_a_code_signed_with_cryptography_verifies_at_the_gate() -> None:
     key = Ed25519PrivateKey.generate()
     token = tk.parse(_token(key))
     verifier = tk.Verifier(key.public_key())
@@ -52,6 +58,7 @@ def test_a_code_signed_with_cryptography_verifies_with_libsodium() -> None:
     tk.check_signature(token, key.public_key(), CAMPUS)  # a bare public key, converted
     message = tk.signed_message(CAMPUS, token.payload)
     key.public_key().verify(token.signature, message)  # and OpenSSL agrees
+    crypto_sign_open(token.signature + message, verifier.raw)  # and libsodium
 
 
 @pytest.mark.parametrize("bit", [0, 9, 8 * 5 + 3, 8 * 17 + 7, 8 * 18, 8 * 50 + 1, 8 * 82 - 1])
@@ -93,3 +100,138 @@ def test_another_key_or_campus_does_not_verify() -> None:
         with pytest.raises(tk.TokenRejected) as caught:
             tk.check_signature(token, verifier, campus)
         assert caught.value.problem is tk.Problem.BAD_SIGNATURE
+
+
+# -- The gate's verifier against RFC 8032's strict rules -------------------------------------
+# Signatures made by hand (RFC 8032, 5.1.6) with a key's secret scalar, to reach the cases
+# where ZIP 215 (ed25519-zebra) and RFC 8032 (libsodium, OpenSSL) differ.
+
+L = 2**252 + 27742317777372353535851937790883648493  # the order of the base point B
+P = 2**255 - 19
+SEED = bytes(range(32))
+MESSAGE = tk.signed_message(CAMPUS, bytes(18))
+# The y coordinates of the 8 points of small order (the order-8 ones: libsodium's list).
+Y_ORDER_8 = 0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826
+SMALL_ORDER_Y = (0, 1, P - 1, Y_ORDER_8, P - Y_ORDER_8)
+
+
+def _point(y: int, negative_x: bool = False) -> bytes:
+    return (y | (negative_x << 255)).to_bytes(32, "little")
+
+
+def _secret_scalar(seed: bytes) -> int:
+    digest = hashlib.sha512(seed).digest()
+    a = int.from_bytes(digest[:32], "little")
+    return (a & ((1 << 254) - 8)) | (1 << 254)
+
+
+def _public(seed: bytes) -> bytes:
+    return crypto_scalarmult_ed25519_base_noclamp((_secret_scalar(seed) % L).to_bytes(32, "little"))
+
+
+def _sign_with_r(seed: bytes, message: bytes, R: bytes, r: int) -> bytes:
+    """s = r + k·a for the given R (which should be r·B, and is not in the cases below)."""
+    k = int.from_bytes(hashlib.sha512(R + _public(seed) + message).digest(), "little") % L
+    return R + ((r + k * _secret_scalar(seed)) % L).to_bytes(32, "little")
+
+
+def _nonce_point(r: int) -> bytes:
+    return crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+
+
+def _plus_order_2(encoded: bytes) -> bytes:
+    """The point plus (0, −1), of order 2: (x, y) + (0, −1) = (−x, −y)."""
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    return _point(P - y, not encoded[31] >> 7)
+
+
+def _verdicts(signature: bytes, public: bytes = b"") -> tuple[bool, bool, bool, bool]:
+    """(the gate, libsodium, OpenSSL, ed25519-zebra alone) on `signature` over MESSAGE."""
+    public = public or _public(SEED)
+    gate = tk.Verifier(Ed25519PublicKey.from_public_bytes(public)).verify(signature, MESSAGE)
+    try:
+        crypto_sign_open(signature + MESSAGE, public)
+        sodium = True
+    except BadSignatureError:
+        sodium = False
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, MESSAGE)
+        openssl = True
+    except InvalidSignature:
+        openssl = False
+    return gate, sodium, openssl, bool(ed25519_zebra.ed_verify(signature, MESSAGE, public))
+
+
+def test_the_hand_made_signature_is_rfc_8032s() -> None:
+    """The helpers above sign as RFC 8032 does when R = r·B with r from the key's prefix."""
+    key = Ed25519PrivateKey.from_private_bytes(SEED)
+    assert tk.public_bytes(key.public_key()) == _public(SEED)
+    prefix = hashlib.sha512(SEED).digest()[32:]
+    r = int.from_bytes(hashlib.sha512(prefix + MESSAGE).digest(), "little") % L
+    signature = _sign_with_r(SEED, MESSAGE, _nonce_point(r), r)
+    assert signature == key.sign(MESSAGE)
+    assert _verdicts(signature) == (True, True, True, True)
+
+
+@pytest.mark.parametrize("r", [1, 2, 12345, L - 1, 2**200 + 7])
+def test_signatures_by_rfc_8032_are_accepted_by_all(r: int) -> None:
+    assert _verdicts(_sign_with_r(SEED, MESSAGE, _nonce_point(r), r)) == (True, True, True, True)
+
+
+def test_an_r_with_a_small_order_part_made_by_the_key_holder_is_where_the_rules_differ() -> None:
+    """R = r·B + (0, −1) with s = r + k·a: the cofactored equation holds, the strict one does
+    not. Only the key's holder can make it; the campus never does (it signs with R = r·B)."""
+    r = 987654321
+    R = _plus_order_2(_nonce_point(r))
+    gate, sodium, openssl, zebra = _verdicts(_sign_with_r(SEED, MESSAGE, R, r))
+    assert (sodium, openssl) == (False, False)
+    assert gate and zebra  # what docs/passcode.md and token.Verifier say of it
+
+
+def test_a_small_order_part_added_to_an_issued_signature_is_refused() -> None:
+    """Without the secret, adding a point of small order to R changes k: nobody accepts it."""
+    signature = Ed25519PrivateKey.from_private_bytes(SEED).sign(MESSAGE)
+    forged = _plus_order_2(signature[:32]) + signature[32:]
+    assert _verdicts(forged) == (False, False, False, False)
+
+
+@pytest.mark.parametrize("y", SMALL_ORDER_Y)
+@pytest.mark.parametrize("negative_x", [False, True])
+def test_an_r_of_small_order_is_refused_as_by_rfc_8032(y: int, negative_x: bool) -> None:
+    """R a point of small order, s = k·a: ZIP 215 accepts what only the key's holder could
+    make, libsodium refuses it, and so does the gate (its own check before zebra's). OpenSSL
+    accepts R = the identity, for which even the strict equation holds."""
+    R = _point(y, negative_x)
+    gate, sodium, _, zebra = _verdicts(_sign_with_r(SEED, MESSAGE, R, 0))
+    assert (gate, sodium) == (False, False)
+    assert zebra  # so the gate's own check is what refuses it
+
+
+def test_a_non_canonical_r_is_refused_as_by_rfc_8032() -> None:
+    """A y from p to 2²⁵⁵ − 1: the second encoding of y − p, out of range. With y − p = 1
+    (the identity) and s = k·a, ZIP 215 accepts it; libsodium and the gate do not."""
+    for y in range(P, 2**255):
+        gate, sodium, _, zebra = _verdicts(_sign_with_r(SEED, MESSAGE, _point(y), 0))
+        assert (gate, sodium) == (False, False), y
+        if y == P + 1:
+            assert zebra
+
+
+def test_an_s_beyond_the_group_order_is_refused_by_all() -> None:
+    """s + L verifies the same equation: both rule sets refuse it, so codes are not malleable."""
+    signature = Ed25519PrivateKey.from_private_bytes(SEED).sign(MESSAGE)
+    s = int.from_bytes(signature[32:], "little")
+    assert s + L < 2**256
+    mauled = signature[:32] + (s + L).to_bytes(32, "little")
+    assert _verdicts(mauled) == (False, False, False, False)
+
+
+@pytest.mark.parametrize("y", SMALL_ORDER_Y)
+def test_a_public_key_of_small_order_verifies_nothing(y: int) -> None:
+    """With A of small order, R = s·B satisfies ZIP 215 for any message: anybody could sign.
+    Such a key verifies nothing at the gate, as with libsodium."""
+    A = _point(y)
+    signature = _nonce_point(5) + (5).to_bytes(32, "little")
+    gate, sodium, _, zebra = _verdicts(signature, A)
+    assert (gate, sodium) == (False, False)
+    assert zebra
