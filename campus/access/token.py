@@ -32,6 +32,7 @@ MAX_PERSON_ID = 2**32 - 1
 MAX_VALIDITY = 24 * 3600
 STATUSES = ("green", "yellow", "red")  # the status byte is the index
 _ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_LAST_CHARS = (b"A", b"Q", b"g", b"w")  # 2 bits of the last byte, then 4 zero bits
 
 
 class Problem(Enum):
@@ -126,7 +127,8 @@ def parse(token: str) -> Unverified:
         raw = base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4))
     except (binascii.Error, ValueError):
         raise TokenRejected(Problem.MALFORMED) from None
-    if len(raw) != TOKEN_BYTES:
+    if len(raw) != TOKEN_BYTES or not body.endswith(_LAST_CHARS):
+        # The last character carries 4 unused bits, which must be 0: one string per code.
         raise TokenRejected(Problem.MALFORMED)
     payload, signature = raw[:PAYLOAD_BYTES], raw[PAYLOAD_BYTES:]
     version, key_id, person_id, status, issued, expires = _PAYLOAD.unpack(payload)
@@ -139,8 +141,9 @@ def parse(token: str) -> Unverified:
     return Unverified(claims, payload, signature)
 
 
-# RFC 8032's checks on a point's encoding that libsodium makes and ed25519-zebra does not
-# (`Verifier`): the y coordinate must be below p, and not one of the points of small order.
+# libsodium's checks on a point's encoding, which ed25519-zebra does not make (`Verifier`):
+# the y coordinate must be below p (RFC 8032's canonical encoding), and not that of one of
+# the points of small order (libsodium's own list; RFC 8032 does not ask for it).
 _P = 2**255 - 19
 _Y_BITS = 2**255 - 1  # the top bit is x's sign
 _Y_ORDER_8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022
@@ -161,14 +164,14 @@ class Verifier:
     which uses AVX2 where the CPU has it): two thirds of libsodium's time on the benchmark
     machine, a third of OpenSSL's (bench/README.md).
 
-    ed25519-zebra checks by ZIP 215's rules, RFC 8032's minus two byte checks, which are
-    made here first: R and A must be canonical and not of small order, as libsodium
-    requires. What remains between the two is the equation: zebra's multiplies by the
-    cofactor, so it also accepts an R that is a valid nonce point plus a point of small
-    order. Only the key's holder can make such a signature (s must still be r + k·a), and
-    this campus signs by RFC 8032 (R = r·B): the two judge alike every code it issues and
-    every code anybody else can make (tests/campus/test_access_signature.py). The scalar s
-    must be below the group order under both rules, so a code cannot be re-encoded.
+    ed25519-zebra checks by ZIP 215's rules: libsodium's less two byte checks, which are
+    made here first (R and A canonical, and not of small order), and with the cofactor in
+    the equation. So it also accepts an R that is a valid nonce point plus a point of small
+    order, and a key A with such a part. Only the key's holder can make such a signature
+    (s must still be r + k·a), and this campus makes its keys (A = a·B, never imported) and
+    signs by RFC 8032 (R = r·B): the two judge alike every code it issues and every code
+    anybody else can make (tests/campus/test_access_signature.py). The scalar s must be
+    below the group order under both rules, so a signature cannot be altered.
     """
 
     __slots__ = ("_usable", "raw")
