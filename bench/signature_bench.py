@@ -40,7 +40,7 @@ def main() -> None:
             raise AssertionError("the gate refused a genuine code")
 
     checks: dict[str, Callable[[], object]] = {
-        "gate (ed25519-zebra + RFC 8032 byte checks)": gate,
+        "gate (ed25519-zebra + libsodium's byte checks)": gate,
         "libsodium (crypto_sign_open)": lambda: crypto_sign_open(signed, verifier.raw),
         "OpenSSL (cryptography)": lambda: public.verify(code.signature, message),
     }
