@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -68,10 +68,47 @@ async def test_a_cancelled_caller_does_not_shift_the_replies(client: RespClient)
     await client.execute("DEL", key)
 
 
-async def _server(handler):  # type: ignore[no-untyped-def]
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"redis://127.0.0.1:{port}/0"
+class _Server:
+    """A stand-in Redis on a free port that, when closed, also closes the connections it
+    accepted (asyncio.Server leaves them open, and uvloop then refuses to close the loop)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> _Server:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"redis://127.0.0.1:{port}/0"
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            await self._handler(reader, writer)
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _server(handler: Handler) -> tuple[_Server, str]:
+    server = await _Server(handler).start()
+    return server, server.url
+
+
+async def _nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    pass
 
 
 async def test_a_lost_connection_fails_its_requests_and_the_next_call_reconnects() -> None:
@@ -96,7 +133,7 @@ async def test_a_lost_connection_fails_its_requests_and_the_next_call_reconnects
         assert await client.execute("PING") == b"PONG"
     finally:
         await client.close()
-        server.close()
+        await server.close()
 
 
 async def test_a_server_that_stops_answering_becomes_an_error_not_a_hang() -> None:
@@ -110,13 +147,12 @@ async def test_a_server_that_stops_answering_becomes_an_error_not_a_hang() -> No
             await asyncio.wait_for(client.execute("PING"), 3)
     finally:
         await client.close()
-        server.close()
+        await server.close()
 
 
 async def test_nothing_listening_is_a_connection_error() -> None:
-    server, url = await _server(lambda r, w: None)
-    server.close()
-    await server.wait_closed()
+    server, url = await _server(_nothing)
+    await server.close()
     client = RespClient(url, size=1, connect_timeout=1)
     try:
         with pytest.raises(RedisConnectionError, match="cannot connect"):
@@ -147,4 +183,4 @@ async def test_a_closed_client_takes_no_more_commands_and_opens_nothing() -> Non
             await client.execute("PING")
         assert connections == 1
     finally:
-        server.close()
+        await server.close()
