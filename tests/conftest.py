@@ -6,7 +6,7 @@ import asyncio
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +17,19 @@ from bot.kv import KV, Entry, MemoryKV, RedisKV, Stamp
 IN_CI = os.environ.get("CI", "").lower() == "true"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+# The loop the async tests run on: asyncio's by default; `uvloop`, as `healthbot serve` runs
+# in production (bot/loop.py), for the second pass scripts/test makes.
+TEST_LOOP = os.environ.get("HEALTHBOT_TEST_EVENT_LOOP", "asyncio")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    from bot.loop import new_loop
+
+    if TEST_LOOP not in ("asyncio", "uvloop"):
+        raise pytest.UsageError("HEALTHBOT_TEST_EVENT_LOOP must be asyncio or uvloop")
+    return {TEST_LOOP: lambda: new_loop(TEST_LOOP)}
 
 
 def _answers(url: str, default_port: int) -> bool:
