@@ -20,11 +20,17 @@ from bot.resp import Arg, RespClient, Script
 @dataclass(frozen=True, slots=True)
 class Stamp:
     """One key written with its own ttl in a message's round trip (the dedup marker, a
-    principal to cache)."""
+    principal to cache).
+
+    A `guard`ed stamp is written only while the key still holds `expect` (None: while it is
+    absent), so a value read before someone else's change is never written after it.
+    """
 
     key: str
     value: bytes | str
     ttl: float
+    guard: bool = False
+    expect: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +90,8 @@ class KV(Protocol):
         stamps: Sequence[Stamp] = (),
     ) -> None:
         """A message's last round trip: write `stamps` (each with its own ttl: the dedup
-        marker, a principal to cache), write and delete its keys, then release its lock."""
+        marker, a principal to cache; a guarded one only if its key holds what it expects),
+        write and delete its keys, then release its lock."""
 
     async def ping(self) -> bool: ...
 
@@ -194,6 +201,10 @@ class MemoryKV:
         stamps: Sequence[Stamp] = (),
     ) -> None:
         for stamp in stamps:
+            if stamp.guard and self._live(stamp.key) != (
+                None if stamp.expect is None else _b(stamp.expect)
+            ):
+                continue
             await self.set(stamp.key, stamp.value, stamp.ttl)
         if writes:
             await self.set_many(writes, ttl)
@@ -247,13 +258,22 @@ return {n, locked, values}
 """
 
 # KEYS: lock, written keys…, deleted keys…, stamp keys…
-# ARGV: owner, ttl ms, number written, number of stamps, values…, (stamp value, stamp ttl ms)…
+# ARGV: owner, ttl ms, number written, number of stamps, values…,
+#       (stamp value, stamp ttl ms, when: a(lways) | n(ot there) | e(quals), expected)…
 _LEAVE = """
 local written = tonumber(ARGV[3])
 local stamped = tonumber(ARGV[4])
 local last = #KEYS - stamped
 for j = 1, stamped do
-  redis.call('SET', KEYS[last + j], ARGV[3 + written + 2 * j], 'PX', ARGV[4 + written + 2 * j])
+  local a = 4 + written + 4 * (j - 1)
+  local key, when = KEYS[last + j], ARGV[a + 3]
+  if when == 'a' then
+    redis.call('SET', key, ARGV[a + 1], 'PX', ARGV[a + 2])
+  elseif when == 'n' then
+    redis.call('SET', key, ARGV[a + 1], 'PX', ARGV[a + 2], 'NX')
+  elseif redis.call('GET', key) == ARGV[a + 4] then
+    redis.call('SET', key, ARGV[a + 1], 'PX', ARGV[a + 2])
+  end
 end
 for i = 1, written do
   redis.call('SET', KEYS[1 + i], ARGV[4 + i], 'PX', ARGV[2])
@@ -361,7 +381,12 @@ class RedisKV:
         args: list[Arg] = [owner, _ms(ttl), len(writes), len(stamps), *writes.values()]
         for stamp in stamps:
             keys.append(stamp.key)
-            args += [stamp.value, _ms(stamp.ttl)]
+            if not stamp.guard:
+                args += [stamp.value, _ms(stamp.ttl), "a", ""]
+            elif stamp.expect is None:
+                args += [stamp.value, _ms(stamp.ttl), "n", ""]
+            else:
+                args += [stamp.value, _ms(stamp.ttl), "e", stamp.expect]
         await self.resp.run(self._leave, keys, args)
 
     async def ping(self) -> bool:

@@ -1,8 +1,13 @@
 """WeChat followers and who they are: the principal behind each openid, and their language.
 
 Every message needs its sender's principal, so it is cached in the KV store next to the
-conversation state (one read for both) and dropped whenever binding or language changes.
-Role and state changes from a registry import reach the cache within its TTL.
+conversation state (one read for both) and dropped whenever binding, registration or language
+changes. Role and state changes from a registry import reach the cache within its TTL.
+
+A drop leaves a marker of its own in the cache entry's place, and a message caches the
+principal it read from the database only if the entry still holds what the message found
+there (a guarded Stamp): a principal read before another worker's change, in this process or
+any other, is never cached after it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import functools
 import itertools
 import json
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -154,9 +160,17 @@ def _decode(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
         return None  # an unreadable entry is a cache miss
 
 
-class AccountService:
-    _drops = 0  # cached principals dropped by this process (see `forgets`)
+DROPPED = b"dropped:"  # a dropped entry's marker: no JSON, so a cache miss to every reader
 
+
+async def drop_principal(kv: KV, keys: Keyspace, openid: str) -> None:
+    """Drop the cached principal of `openid`, once a change to it is committed: a marker no
+    other drop writes (so a message that read the entry before it caches nothing), kept as long
+    as a cache entry would be."""
+    await kv.set(keys.profile(openid), DROPPED + secrets.token_hex(8).encode(), PROFILE_TTL)
+
+
+class AccountService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -199,8 +213,8 @@ class AccountService:
         self, openid: str, now: datetime | None = None, *, cached: bytes | None = None
     ) -> tuple[Principal, Stamp | None]:
         """The principal, from `cached` (its cache entry) when recent enough; else from the
-        database, with the cache entry to write (the dispatcher writes it in the message's
-        last round trip, unless `forgets` moved meanwhile)."""
+        database, with the cache entry to write: the dispatcher writes it in the message's
+        last round trip, if the entry still holds `cached` then (no drop came meanwhile)."""
         now = now or datetime.now(UTC)
         if cached is not None:
             hit = _load(openid, cached)
@@ -210,18 +224,7 @@ class AccountService:
         key = self.profile_key(openid)
         if self._kv is None or key is None:
             return principal, None
-        return principal, Stamp(key, _dump(principal, now), PROFILE_TTL)
-
-    @property
-    def forgets(self) -> int:
-        """How many cached principals this process has dropped: a cache entry read before a
-        drop must not be written after it."""
-        return AccountService._drops
-
-    @staticmethod
-    def dropped() -> None:
-        """Count a cached principal dropped here (binding does so without this service)."""
-        AccountService._drops += 1
+        return principal, Stamp(key, _dump(principal, now), PROFILE_TTL, guard=True, expect=cached)
 
     async def _from_database(self, openid: str, now: datetime) -> Principal:
         row = await self._reads.submit((openid, now))
@@ -311,10 +314,8 @@ class AccountService:
 
     async def forget(self, openid: str) -> None:
         """Drop the cached principal after a change to the account or its person."""
-        AccountService.dropped()
-        key = self.profile_key(openid)
-        if self._kv is not None and key is not None:
-            await self._kv.delete(key)
+        if self._kv is not None and self._keys is not None:
+            await drop_principal(self._kv, self._keys, openid)
 
     async def set_locale(self, principal: Principal, locale: str) -> None:
         async with self._sessions.begin() as session:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.keyspace import Keyspace
 from bot.kv import KV
 from campus import audit
-from campus.accounts import AccountService
+from campus.accounts import drop_principal
 from campus.secrets import DataVault
 from storage.models import Person, WeChatAccount
 
@@ -91,8 +91,7 @@ class BindingService:
             # Another account bound this person (or this account) in the same instant.
             return BindResult(BindOutcome.PERSON_TAKEN)
         if result.outcome is BindOutcome.BOUND:
-            AccountService.dropped()
-            await self._kv.delete(self._keys.profile(openid))  # the cached principal is stale
+            await drop_principal(self._kv, self._keys, openid)  # the cached one is stale
         return result
 
     async def _bind(
@@ -150,6 +149,5 @@ class BindingService:
                 .where(WeChatAccount.openid == openid)
                 .values(person_id=None, bound_at=None)
             )
-        AccountService.dropped()
-        await self._kv.delete(self._keys.profile(openid))
+        await drop_principal(self._kv, self._keys, openid)
         return True

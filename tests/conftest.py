@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import socket
@@ -164,7 +165,7 @@ class PrefixedKV:
             {self._k(k): v for k, v in writes.items()},
             ttl,
             [self._k(k) for k in deletes],
-            [Stamp(self._k(s.key), s.value, s.ttl) for s in stamps],
+            [dataclasses.replace(s, key=self._k(s.key)) for s in stamps],
         )
 
     async def ping(self) -> bool:

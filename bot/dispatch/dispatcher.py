@@ -112,10 +112,9 @@ class Dispatcher:
             if once is not None:
                 once.claimed()
             locked, values = entry.locked, entry.values
-            # A principal read from the database is cached in the last round trip, unless a
-            # handler dropped a cached principal meanwhile (binding, registration).
+            # A principal read from the database is cached in the last round trip, if no
+            # drop (binding, registration, here or in another worker) came meanwhile.
             fresh: Stamp | None = None
-            forgets = self._accounts.forgets
             try:
                 user = None
                 if self._limiter.verdict(entry.count) is not Verdict.ALLOW:
@@ -129,7 +128,7 @@ class Dispatcher:
                         # Read without the user's lock, perhaps before another worker's
                         # change to them: only the lock's holder caches a principal.
                         cache = fresh if locked else None
-                        await self._leave(lock_key, owner, once, reply, cache, forgets)
+                        await self._leave(lock_key, owner, once, reply, cache)
                         return reply
                 if not locked:  # another worker has this user: wait for it, then read again
                     await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
@@ -143,7 +142,7 @@ class Dispatcher:
                 route = self._router.match(msg, conv)
                 if route is None:
                     reply = Reply(Silence())
-                    await self._leave(lock_key, owner, once, reply, fresh, forgets)
+                    await self._leave(lock_key, owner, once, reply, fresh)
                     return reply
                 _, args = split_command(msg.content) if msg.kind == "text" else ("", "")
                 deps = {
@@ -162,7 +161,7 @@ class Dispatcher:
                 raise
             writes, deletes = self._states.changes(openid, conv)
             stamps = [] if once is None else [once.stamp(reply)]
-            if fresh is not None and self._accounts.forgets == forgets:
+            if fresh is not None:
                 stamps.append(fresh)
             await self._kv.leave(lock_key, owner, writes, self._states.ttl, deletes, stamps)
         _latency(route.handler.__name__).observe(time.perf_counter() - started)
@@ -175,12 +174,11 @@ class Dispatcher:
         once: Once | None,
         reply: Reply,
         fresh: Stamp | None,
-        forgets: int,
     ) -> None:
         """Release the lock (if still ours) and stamp the reply, saving no conversation; cache
-        a principal just read from the database, unless one was dropped since `forgets`."""
+        a principal just read from the database (its stamp is guarded against drops)."""
         stamps = [] if once is None else [once.stamp(reply)]
-        if fresh is not None and self._accounts.forgets == forgets:
+        if fresh is not None:
             stamps.append(fresh)
         await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
 

@@ -146,6 +146,7 @@ async def test_the_principal_is_cached_by_the_reply_and_never_from_before_a_bind
     import json
 
     from bot.kv import MemoryKV
+    from campus.accounts import DROPPED
 
     kv = MemoryKV()
     wechat = await make_bot(kv=kv)
@@ -153,7 +154,8 @@ async def test_the_principal_is_cached_by_the_reply_and_never_from_before_a_bind
     # The first message reads the (unbound) principal from the database; binding drops it,
     # and the stale copy must not be cached with the reply.
     await wechat.say("o_c", f"绑定 S001 {id_tail('S001')}")
-    assert await kv.get(profile_key("o_c")) is None
+    dropped = await kv.get(profile_key("o_c"))
+    assert dropped is not None and dropped.startswith(DROPPED)  # the drop's marker
     await wechat.say("o_c", "帮助")  # read again, and cached with this reply
     after = await kv.get(profile_key("o_c"))
     assert after is not None and json.loads(after)["person_no"] == "S001"

@@ -120,3 +120,36 @@ async def test_leave_writes_every_stamp_with_its_own_ttl(kv: KV) -> None:
     ]
     await asyncio.sleep(0.5)  # the first stamp's ttl, not the writes'
     assert await kv.get_many(["w1", "s1", "s2"]) == [b"v1", None, b"two"]
+
+
+async def test_a_guarded_stamp_is_written_only_over_what_it_expects(kv: KV) -> None:
+    """A principal cached in the last round trip: only if its entry still holds what the
+    message read (None: nothing), so a drop in between wins."""
+    from bot.kv import Stamp
+
+    await kv.set_many({"same": "read", "changed": "read"}, 10)
+    await kv.set("changed", "dropped:1", 10)  # another worker's drop, after the read
+    await kv.set("appeared", "dropped:2", 10)  # a drop where the message read nothing
+    assert await kv.set("lock", "me", 10)
+    await kv.leave(
+        "lock",
+        "me",
+        {},
+        10,
+        [],
+        [
+            Stamp("same", "new", 10, guard=True, expect=b"read"),
+            Stamp("changed", "new", 10, guard=True, expect=b"read"),
+            Stamp("absent", "new", 10, guard=True),
+            Stamp("appeared", "new", 10, guard=True),
+            Stamp("plain", "new", 10),
+        ],
+    )
+    assert await kv.get_many(["same", "changed", "absent", "appeared", "plain", "lock"]) == [
+        b"new",
+        b"dropped:1",
+        b"new",
+        b"dropped:2",
+        b"new",
+        None,
+    ]

@@ -271,3 +271,26 @@ def test_a_cache_entry_is_decoded_once_and_a_changed_entry_is_decoded_anew() -> 
     for n in range(accounts_module._DECODED_MAX + 10):  # bounded
         _load(f"o_{n}", entry)
     assert len(accounts_module._DECODED) <= accounts_module._DECODED_MAX
+
+
+async def test_a_drop_leaves_a_marker_that_only_a_later_read_may_replace(
+    engine: AsyncEngine,
+) -> None:
+    """Binding drops the cached principal with a marker of its own; the principal read from
+    the database afterwards is to be cached only over that very marker."""
+    sessions, kv, keys, binding = await _campus(engine)
+    accounts = AccountService(sessions, "zh_CN", kv, keys)
+    before, stamp = await accounts.lookup("o_drop", NOW)  # not bound yet: nothing cached
+    assert not before.bound
+    assert stamp is not None and (stamp.guard, stamp.expect) == (True, None)
+
+    assert (await binding.bind("o_drop", "S001", id_tail("S001"))).outcome is BindOutcome.BOUND
+    marker = await kv.get(keys.profile("o_drop"))
+    assert marker is not None and marker.startswith(accounts_module.DROPPED)
+    after, stamp = await accounts.lookup("o_drop", NOW, cached=marker)  # a miss: the database
+    assert after.person_no == "S001"
+    assert stamp is not None and (stamp.guard, stamp.expect) == (True, marker)
+
+    await accounts.forget("o_drop")  # a second drop: a marker of its own
+    again = await kv.get(keys.profile("o_drop"))
+    assert again is not None and again.startswith(accounts_module.DROPPED) and again != marker
