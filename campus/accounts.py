@@ -170,6 +170,27 @@ async def drop_principal(kv: KV, keys: Keyspace, openid: str) -> None:
     await kv.set(keys.profile(openid), DROPPED + secrets.token_hex(8).encode(), PROFILE_TTL)
 
 
+async def drop_principals_of(
+    kv: KV, keys: Keyspace, sessions: async_sessionmaker[AsyncSession], person_ids: Sequence[int]
+) -> int:
+    """Drop the cached principals of the accounts bound to `person_ids`, once a change to
+    those persons is committed (a registry import): how many accounts."""
+    openids: list[str] = []
+    async with sessions() as session:
+        for start in range(0, len(person_ids), SEEN_CHUNK):
+            found = await session.execute(
+                select(WeChatAccount.openid).where(
+                    WeChatAccount.person_id.in_(list(person_ids[start : start + SEEN_CHUNK]))
+                )
+            )
+            openids.extend(found.scalars())
+    for start in range(0, len(openids), SEEN_CHUNK):
+        await asyncio.gather(
+            *(drop_principal(kv, keys, openid) for openid in openids[start : start + SEEN_CHUNK])
+        )
+    return len(openids)
+
+
 class AccountService:
     def __init__(
         self,

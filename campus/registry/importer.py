@@ -10,9 +10,12 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.keyspace import Keyspace
+from bot.kv import RedisKV
 from bot.settings import Settings
 from campus import audit
 from campus.access.policies import parse_policies
+from campus.accounts import PROFILE_TTL, drop_principals_of
 from campus.meals.menus import MenuPlan, prepare_menus
 from campus.registry.csvfile import CsvError, Rows, read_rows
 from campus.registry.database import DatabaseNotReady, open_database
@@ -37,7 +40,7 @@ async def run_import(settings: Settings, kind: str, path: Path, *, dry_run: bool
     try:
         policies = policy_names(settings.rules_file) if kind == "places" else KNOWN_POLICIES
         async with open_database(settings) as sessions:
-            return await import_file(
+            report = await import_file(
                 sessions,
                 vault,
                 kind,
@@ -46,10 +49,37 @@ async def run_import(settings: Settings, kind: str, path: Path, *, dry_run: bool
                 progress=default_progress(),
                 policies=policies,
             )
+            if report.changed_persons:
+                await _drop_cached_principals(settings, sessions, report.changed_persons)
+            return report
     except (DatabaseNotReady, RulesError) as exc:
         report = ImportReport(kind, dry_run=dry_run)
         report.fail(str(exc))
         return report
+
+
+async def _drop_cached_principals(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], person_ids: list[int]
+) -> None:
+    """A role, unit or name the import changed takes effect with the next message, not once
+    the cached principal expires. The import is committed: a failure here only warns."""
+    if not settings.redis_url:
+        return  # state in memory: a running server's own, out of reach (and gone in 5 minutes)
+    kv = RedisKV.from_url(settings.redis_url)
+    try:
+        dropped = await drop_principals_of(
+            kv, Keyspace(settings.wechat_appid), sessions, person_ids
+        )
+        log.info("dropped %d cached principals of changed persons", dropped)
+    except Exception as exc:
+        log.warning(
+            "could not drop the cached principals of the changed persons (%s); "
+            "they expire within %d minutes",
+            type(exc).__name__,
+            int(PROFILE_TTL // 60),
+        )
+    finally:
+        await kv.close()
 
 
 def policy_names(rules_file: str | None) -> frozenset[str]:
@@ -122,6 +152,8 @@ async def import_rows(
                 f"{kind}: {report.created} created, {report.updated} updated",
             )
             await session.commit()
+            if isinstance(plan, PersonPlan):
+                report.changed_persons = [person_id for person_id, _ in plan.updates]
         except IntegrityError as exc:
             # Something else wrote the same rows while this import was being checked.
             log.warning("import of %s rolled back: %s", kind, type(exc.orig).__name__)

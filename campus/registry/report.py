@@ -16,6 +16,8 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Persons whose stored row the import changed: their cached principals are dropped.
+    changed_persons: list[int] = field(default_factory=list, repr=False)
     _problems: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
 
     def add(self, line: int, column: str | None, reason: str) -> None:

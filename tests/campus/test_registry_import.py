@@ -544,3 +544,64 @@ async def test_run_import_from_settings(registry: Registry, tmp_path: Path) -> N
     report = await run_import(registry.settings, "units", path, dry_run=False)
     assert report.summary() == "units: 1 row, 1 created, 0 updated, 0 unchanged"
     assert await registry.count("units") == 1
+
+
+async def test_a_changed_person_is_not_answered_from_a_cached_principal(
+    registry: Registry, redis_url: str
+) -> None:
+    """A guard whose role the registry removes loses it with their next message: the import
+    drops the cached principals of the persons it changed (and only theirs)."""
+    import secrets as tokens
+    from datetime import UTC, datetime
+
+    from bot.keyspace import Keyspace
+    from bot.kv import RedisKV
+    from campus.accounts import DROPPED
+    from storage.models import WeChatAccount
+
+    await registry.campus()
+    rows = [registry.person(1, roles="guard"), registry.person(2, roles="guard")]
+    assert (await registry.load("persons", rows)).created == 2
+    ids = dict(await registry.all("SELECT person_no, id FROM persons"))
+    async with registry.sessions.begin() as session:
+        for no, openid in (("S00001", "o_guard1"), ("S00002", "o_guard2")):
+            session.add(WeChatAccount(openid=openid, person_id=ids[no], bound_at=datetime.now(UTC)))
+    appid = f"wximport{tokens.token_hex(4)}"
+    keys, kv = Keyspace(appid), RedisKV.from_url(redis_url)
+    try:
+        for openid in ("o_guard1", "o_guard2"):
+            await kv.set(keys.profile(openid), '{"roles": ["guard"]}', 60)
+        settings = registry.settings.model_copy(
+            update={"redis_url": redis_url, "wechat_appid": appid}
+        )
+        rows[0]["roles"] = ""
+        report = await run_import(settings, "persons", registry.csv("persons", rows), dry_run=False)
+        assert report.summary() == "persons: 2 rows, 0 created, 1 updated, 1 unchanged"
+        first, second = await kv.get_many([keys.profile("o_guard1"), keys.profile("o_guard2")])
+        assert first is not None and first.startswith(DROPPED)
+        assert second == b'{"roles": ["guard"]}'
+    finally:
+        await kv.redis.delete(keys.profile("o_guard1"), keys.profile("o_guard2"))
+        await kv.close()
+
+
+async def test_an_import_with_redis_down_is_still_written(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The drop comes after the commit: Redis being down costs a warning, not the import."""
+    from datetime import UTC, datetime
+
+    from storage.models import WeChatAccount
+
+    await registry.campus()
+    rows = [registry.person(1, roles="guard")]
+    await registry.load("persons", rows)
+    async with registry.sessions.begin() as session:
+        (person_id,) = (await registry.all("SELECT id FROM persons"))[0]
+        session.add(WeChatAccount(openid="o_g", person_id=person_id, bound_at=datetime.now(UTC)))
+    rows[0]["roles"] = ""
+    settings = registry.settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})
+    report = await run_import(settings, "persons", registry.csv("persons", rows), dry_run=False)
+    assert report.ok and report.updated == 1
+    assert await registry.all("SELECT roles FROM persons") == [("",)]
+    assert "could not drop the cached principals" in caplog.text
