@@ -31,6 +31,8 @@ def _settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"HEALTHBOT_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            if e["loc"]
+            else str(e["msg"]).removeprefix("Value error, ")  # a rule across settings
             for e in exc.errors()
         )
         raise click.ClickException(f"bad settings: {problems}") from None

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -98,6 +98,17 @@ class Settings(BaseSettings):
         if value.startswith("sqlite://") and not value.startswith("sqlite+aiosqlite://"):
             return "sqlite+aiosqlite://" + value.split("://", 1)[1]
         return value
+
+    @model_validator(mode="after")
+    def _replies_kept_through_the_replay_window(self) -> Settings:
+        # A request captured in transit is accepted again until its timestamp is
+        # TIMESTAMP_TOLERANCE old; the stored reply must outlive that, or the replay runs anew.
+        if self.dedup_ttl < self.timestamp_tolerance:
+            raise ValueError(
+                f"DEDUP_TTL ({self.dedup_ttl} s) must be at least TIMESTAMP_TOLERANCE "
+                f"({self.timestamp_tolerance} s): a replayed request would be processed again"
+            )
+        return self
 
     def production_problems(self) -> list[str]:
         """Defaults that are fine for the demo and tests but must never reach production."""

@@ -83,6 +83,26 @@ def test_production_settings_have_no_problems_and_insecure_needs_saying_so(
     assert Settings(_env_file=None).allow_insecure_defaults is False  # type: ignore[call-arg]
 
 
+def test_replies_must_be_kept_as_long_as_a_replay_is_accepted(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """A request captured in transit is accepted again until its timestamp is
+    TIMESTAMP_TOLERANCE old: a stored reply kept for less would let the replay run anew."""
+    import click
+
+    from bot.cli import _settings
+
+    clean_env.setenv("HEALTHBOT_TIMESTAMP_TOLERANCE", "600")
+    with pytest.raises(click.ClickException) as refused:  # every command's settings
+        _settings()
+    assert refused.value.message == (
+        "bad settings: DEDUP_TTL (300 s) must be at least TIMESTAMP_TOLERANCE (600 s): "
+        "a replayed request would be processed again"
+    )
+    clean_env.setenv("HEALTHBOT_DEDUP_TTL", "600")
+    assert Settings(_env_file=None).dedup_ttl == 600  # type: ignore[call-arg]
+
+
 # --- roles on every command -----------------------------------------------------------------
 
 ROLE_COMMANDS = [c for c in COMMANDS if c.roles]
