@@ -179,7 +179,7 @@ def poster(place_code: str, output: Path) -> None:
 
 @main.group()
 def keys() -> None:
-    """The Ed25519 keys that sign pass codes."""
+    """The Ed25519 keys that sign pass codes, and the data key's rotation."""
 
 
 @keys.command("rotate")
@@ -209,6 +209,51 @@ def keys_export(output: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+
+
+@keys.command("rotate-data")
+@click.option(
+    "--rehash",
+    is_flag=True,
+    help="Also key the ID lookup hashes with the first key; with the bot stopped, before "
+    "HEALTHBOT_DATA_KEY is set to the first key alone.",
+)
+def keys_rotate_data(rehash: bool) -> None:
+    """Re-encrypt stored personal data under the first key of HEALTHBOT_DATA_KEY."""
+    from campus.registry.database import DatabaseNotReady, open_database
+    from campus.rekey import rotate_data
+    from campus.secrets import CannotDecrypt, DataVault
+
+    settings = _settings()
+    listed = [key.strip() for key in settings.data_key.split(",") if key.strip()]
+    if len(listed) < 2:
+        raise click.ClickException(
+            "HEALTHBOT_DATA_KEY lists one key: list the new key first and the old ones after "
+            "it (NEW,OLD), then run this"
+        )
+    vault, first = DataVault.from_setting(settings.data_key), DataVault.from_setting(listed[0])
+
+    async def run() -> str:
+        async with open_database(settings) as sessions:
+            report = await rotate_data(
+                sessions, vault, rehash_with=first if rehash else None, first_key=first
+            )
+            return report.summary()
+
+    try:
+        click.echo(asyncio.run(run()))
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    except CannotDecrypt:
+        raise click.ClickException(
+            "some stored data cannot be decrypted with any key of HEALTHBOT_DATA_KEY; "
+            "nothing after that row was changed"
+        ) from None
+    if rehash:
+        click.echo(
+            "ID lookup hashes now use the first key: start every process with "
+            "HEALTHBOT_DATA_KEY set to that key alone"
+        )
 
 
 @keys.command("list")

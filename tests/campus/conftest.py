@@ -27,7 +27,15 @@ from storage.engine import create_engine, session_factory
 from storage.migrate import upgrade
 from tests.support import DATA_KEY, resident_id
 
-TABLES = ("audit_log", "wechat_accounts", "unit_responsibles", "persons", "places", "units")
+TABLES = (
+    "audit_log",
+    "wechat_accounts",
+    "unit_responsibles",
+    "persons",
+    "places",
+    "units",
+    "pass_keys",
+)
 
 
 @pytest.fixture(scope="session")
