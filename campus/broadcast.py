@@ -3,10 +3,15 @@
 Operators broadcast from the CLI; responsible persons by chat, to the units they are
 responsible for (unit_responsibles) and those units' sub-units. Each recipient gets one push:
 the idempotency key is the broadcast id plus the person, so a retried broadcast adds nothing.
+
+WeChat shows `<a href="…">text</a>` in a text message as a link reading "text": a notice
+could dress any address as the school's. Links are therefore written out, text then address,
+and any other `<a` is defused, before a notice is queued (`plain_links`).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,6 +36,26 @@ KIND = "broadcast"
 MAX_TEXT = 500  # characters of the sender's text; the frame adds the unit's name
 PAGE = 2000
 ACTIVE = "active"
+
+
+# <a …href="X"…>T</a>, as WeChat reads it: any case, either quotes or none, other attributes.
+_ANCHOR = re.compile(
+    r"""<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>""",
+    re.IGNORECASE | re.DOTALL,
+)
+_OPEN_ANCHOR = re.compile(r"<(?=\s*a\b)", re.IGNORECASE)
+
+
+def plain_links(text: str) -> str:
+    """`text` with every link written out as "T (X)" (X alone when T is X or empty), and the
+    `<` of any other anchor tag made full-width, so that WeChat renders no link of its own."""
+
+    def written_out(match: re.Match[str]) -> str:
+        address = next(group for group in match.groups()[:3] if group is not None).strip()
+        label = re.sub(r"<[^>]*>", "", match.group(4)).strip()
+        return address if label in ("", address) else f"{label} ({address})"
+
+    return _OPEN_ANCHOR.sub("\uff1c", _ANCHOR.sub(written_out, text))
 
 
 class Refusal(Enum):
@@ -105,7 +130,7 @@ class BroadcastService:
 
         Everything is written in one transaction: all recipients are queued, or none.
         """
-        text = text.strip()
+        text = plain_links(text.strip())
         if not text:
             raise BroadcastRefused(Refusal.EMPTY)
         if len(text) > MAX_TEXT:

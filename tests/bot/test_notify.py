@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select, update
 
 from bot import appkeys as K
+from campus.broadcast import plain_links
 from storage.models import OutboxMessage, Person, Unit, UnitResponsible, WeChatAccount
 from tests.bot.conftest import MakeBot
 from tests.support import WeChat, event_xml, id_tail
@@ -129,3 +131,39 @@ async def test_a_template_report_is_recorded_and_is_not_an_interaction(make_bot:
         await wechat.reply(event_xml("o_s", "TEMPLATESENDJOBFINISH", MsgID="1", Status="success"))
         is None
     )
+
+
+async def test_a_link_in_a_notice_shows_where_it_goes(make_bot: MakeBot) -> None:
+    """WeChat renders <a href> in text messages: a notice must not dress an address as
+    something else, so the address is written out next to the link's text."""
+    wechat = await make_bot()
+    await _campus(wechat)
+    await wechat.say("o_t", f"bind T001 {id_tail('T001')}")
+    reply = await wechat.say(
+        "o_t", 'notify CS Results: <a href="http://evil.example/login">school portal</a>'
+    )
+    assert reply.startswith("Notice queued for Computer Science.")
+    texts = {r.payload["text"] for r in await _outbox(wechat)}
+    assert texts == {
+        "【Computer Science通知】Results: school portal (http://evil.example/login)",
+        "Notice from Computer Science: Results: school portal (http://evil.example/login)",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("<A HREF='http://a.example'>T</A>", "T (http://a.example)"),
+        (
+            '<a\nclass=x href=http://c.example/e data-x="1">click <b>here</b></a>',
+            "click here (http://c.example/e)",
+        ),
+        ('<a href="http://x.example">http://x.example</a>', "http://x.example"),
+        ('<a href="http://x.example">unclosed', '＜a href="http://x.example">unclosed'),
+        ('< a href="q">z</a>', '＜ a href="q">z</a>'),
+        ('<a title="t">no address</a>', '＜a title="t">no address</a>'),
+        ("a < b, <abbr>ok</abbr>", "a < b, <abbr>ok</abbr>"),
+    ],
+)
+def test_links_are_written_out_and_other_anchors_defused(text: str, plain: str) -> None:
+    assert plain_links(text) == plain
