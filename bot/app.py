@@ -96,7 +96,7 @@ def create_app(
         dispatcher = Dispatcher(
             router=build_router(),
             kv=store,
-            states=StateStore(store, keys, settings.conversation_ttl),
+            states=StateStore(store, keys, settings.conversation_ttl, services["vault"]),
             locks=UserLocks(store, keys),
             limiter=RateLimiter(
                 keys,

@@ -48,7 +48,7 @@ def build_services(
     services: dict[str, Any] = {
         "settings": settings,
         "commands": COMMANDS,
-        "accounts": AccountService(sessions, settings.default_locale, kv, keys),
+        "accounts": AccountService(sessions, settings.default_locale, kv, keys, vault),
         "binding": BindingService(sessions, vault, kv, keys, settings.bind_failures_per_hour),
         "vault": vault,
         "notifications": notifications,

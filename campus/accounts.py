@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.keyspace import Keyspace
 from bot.kv import KV, Stamp
+from campus.secrets import CannotDecrypt, DataVault
 from storage import raw
 from storage.batching import Batcher, bound_list, one_of
 from storage.engine import write_lock
@@ -103,9 +104,12 @@ class Principal:
         return role in self.roles
 
 
-def _dump(principal: Principal, seen: datetime) -> str:
-    return json.dumps(
+def _dump(principal: Principal, seen: datetime, vault: DataVault | None = None) -> str:
+    """The cache entry: JSON, encrypted with the data key when a vault is given (the app
+    always gives one: the entry holds a name and a person number)."""
+    text = json.dumps(
         {
+            "openid": principal.openid,  # a copy under another user's key is not theirs
             "locale": principal.locale,
             "person_id": principal.person_id,
             "person_no": principal.person_no,
@@ -118,6 +122,7 @@ def _dump(principal: Principal, seen: datetime) -> str:
         },
         ensure_ascii=False,
     )
+    return vault.encrypt(text).decode() if vault is not None else text
 
 
 # Cache entries this process decoded lately: a user's entry stays the same bytes between
@@ -127,13 +132,15 @@ _DECODED: dict[tuple[str, bytes], tuple[Principal, datetime]] = {}
 _DECODED_MAX = 4096
 
 
-def _load(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
+def _load(
+    openid: str, entry: bytes, vault: DataVault | None = None
+) -> tuple[Principal, datetime] | None:
     if not isinstance(entry, bytes):  # the stores give bytes; anything else is not kept
-        return _decode(openid, entry)
+        return _decode(openid, entry, vault)
     key = (openid, entry)
     hit = _DECODED.get(key)
     if hit is None:
-        hit = _decode(openid, entry)
+        hit = _decode(openid, entry, vault)
         if hit is not None:
             if len(_DECODED) >= _DECODED_MAX:
                 _DECODED.clear()
@@ -141,9 +148,13 @@ def _load(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
     return hit
 
 
-def _decode(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
+def _decode(
+    openid: str, entry: bytes, vault: DataVault | None = None
+) -> tuple[Principal, datetime] | None:
     try:
-        data = json.loads(entry)
+        data = json.loads(vault.decrypt(entry) if vault is not None else entry)
+        if data.get("openid", openid) != openid:
+            return None
         principal = Principal(
             openid=openid,
             locale=str(data["locale"]),
@@ -156,8 +167,8 @@ def _decode(openid: str, entry: bytes) -> tuple[Principal, datetime] | None:
             state=str(data["state"]),
         )
         return principal, datetime.fromtimestamp(float(data["seen"]), UTC)
-    except (ValueError, KeyError, TypeError):
-        return None  # an unreadable entry is a cache miss
+    except (ValueError, KeyError, TypeError, AttributeError, CannotDecrypt):
+        return None  # an unreadable entry (a marker, one from before encryption) is a miss
 
 
 DROPPED = b"dropped:"  # a dropped entry's marker: no JSON, so a cache miss to every reader
@@ -198,8 +209,10 @@ class AccountService:
         default_locale: str,
         kv: KV | None = None,
         keys: Keyspace | None = None,
+        vault: DataVault | None = None,
     ) -> None:
         self._sessions = sessions
+        self._vault = vault
         self._default_locale = default_locale
         self._kv = kv
         self._keys = keys
@@ -238,14 +251,16 @@ class AccountService:
         last round trip, if the entry still holds `cached` then (no drop came meanwhile)."""
         now = now or datetime.now(UTC)
         if cached is not None:
-            hit = _load(openid, cached)
+            hit = _load(openid, cached, self._vault)
             if hit is not None and now - hit[1] <= SEEN_GRANULARITY:
                 return hit[0], None
         principal = await self._from_database(openid, now)
         key = self.profile_key(openid)
         if self._kv is None or key is None:
             return principal, None
-        return principal, Stamp(key, _dump(principal, now), PROFILE_TTL, guard=True, expect=cached)
+        return principal, Stamp(
+            key, _dump(principal, now, self._vault), PROFILE_TTL, guard=True, expect=cached
+        )
 
     async def _from_database(self, openid: str, now: datetime) -> Principal:
         row = await self._reads.submit((openid, now))

@@ -134,7 +134,7 @@ class Dispatcher:
                     await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
                     values = await self._kv.get_many(reads)
                     user, fresh = None, None
-                conv = self._states.parse(values[0], values[1])
+                conv = self._states.parse(openid, values[0], values[1])
                 if user is None:
                     user, fresh = await self._accounts.lookup(
                         openid, cached=values[2] if profile_key else None

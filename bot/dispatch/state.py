@@ -1,4 +1,10 @@
-"""Conversation state (a named step and its data) with a TTL, kept in the KV store."""
+"""Conversation state (a named step and its data) with a TTL, kept in the KV store.
+
+The data holds what a flow has asked so far (a registration's name, ID number and phone), so
+with a vault (the app always gives one) it is stored encrypted with the data key and bound to
+its user: a copy moved to another user's key, an entry from before encryption or one that
+does not decrypt all read as no data (the flow restarts).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any
 
 from bot.keyspace import Keyspace
 from bot.kv import KV
+from campus.secrets import CannotDecrypt, DataVault
 
 
 class Conversation:
@@ -39,24 +46,32 @@ class Conversation:
 
 
 class StateStore:
-    def __init__(self, kv: KV, keys: Keyspace, ttl: float) -> None:
+    def __init__(self, kv: KV, keys: Keyspace, ttl: float, vault: DataVault | None = None) -> None:
         self._kv = kv
         self._keys = keys
         self.ttl = ttl
+        self._vault = vault
 
     def keys(self, openid: str) -> list[str]:
         """The keys a conversation lives in (read in the message's first round trip)."""
         return [self._keys.state(openid), self._keys.data(openid)]
 
-    @staticmethod
-    def parse(step: bytes | None, data: bytes | None) -> Conversation:
+    def parse(self, openid: str, step: bytes | None, data: bytes | None) -> Conversation:
         if step is None:
             return Conversation()
+        return Conversation(step.decode(), self._data(openid, data) if data else {})
+
+    def _data(self, openid: str, stored: bytes) -> dict[str, Any]:
+        # A corrupted record restarts the flow rather than failing every message.
         try:
-            payload = json.loads(data) if data else {}
-        except ValueError:
-            payload = {}  # a corrupted record restarts the flow rather than failing every message
-        return Conversation(step.decode(), payload if isinstance(payload, dict) else {})
+            if self._vault is None:
+                payload = json.loads(stored)
+            else:
+                sealed = json.loads(self._vault.decrypt(stored))
+                payload = sealed.get("data") if sealed.get("openid") == openid else {}
+        except (ValueError, CannotDecrypt, AttributeError):
+            return {}
+        return payload if isinstance(payload, dict) else {}
 
     def changes(self, openid: str, conv: Conversation) -> tuple[dict[str, str], list[str]]:
         """What to write and what to delete for a conversation a handler has moved."""
@@ -64,14 +79,16 @@ class StateStore:
             return {}, []
         if conv.step is None:
             return {}, self.keys(openid)
-        return {
-            self._keys.state(openid): conv.step,
-            self._keys.data(openid): json.dumps(conv.data, ensure_ascii=False),
-        }, []
+        if self._vault is None:
+            data = json.dumps(conv.data, ensure_ascii=False)
+        else:
+            sealed = json.dumps({"openid": openid, "data": conv.data}, ensure_ascii=False)
+            data = self._vault.encrypt(sealed).decode()
+        return {self._keys.state(openid): conv.step, self._keys.data(openid): data}, []
 
     async def load(self, openid: str) -> Conversation:
         step, data = await self._kv.get_many(self.keys(openid))
-        return self.parse(step, data)
+        return self.parse(openid, step, data)
 
     async def save(self, openid: str, conv: Conversation) -> None:
         writes, deletes = self.changes(openid, conv)

@@ -158,4 +158,6 @@ async def test_the_principal_is_cached_by_the_reply_and_never_from_before_a_bind
     assert dropped is not None and dropped.startswith(DROPPED)  # the drop's marker
     await wechat.say("o_c", "帮助")  # read again, and cached with this reply
     after = await kv.get(profile_key("o_c"))
-    assert after is not None and json.loads(after)["person_no"] == "S001"
+    assert after is not None and b"S001" not in after  # encrypted with the data key
+    vault = wechat.client.app[K.SERVICES]["vault"]
+    assert json.loads(vault.decrypt(after))["person_no"] == "S001"

@@ -262,3 +262,36 @@ async def test_expiry_reminds_then_expires(make_bot: MakeBot) -> None:
     assert person is not None and person.state == "expired"
     assert "not active" in await wechat.say("o_app", "code")
     assert "registration_expiry" in JOBS
+
+
+async def test_a_registration_in_progress_is_encrypted_in_the_state_store(
+    make_bot: MakeBot,
+) -> None:
+    """The answers so far (name, ID number, phone) wait in the KV store between messages:
+    encrypted with the data key and bound to the applicant (security review, G2)."""
+    from bot.dispatch.state import StateStore
+    from bot.keyspace import Keyspace
+
+    wechat = await make_bot()
+    await wechat.say("o_app", "English")
+    assert "name" in await wechat.say("o_app", "register")
+    assert "ID number" in await wechat.say("o_app", "Wang Wu")
+    assert "phone" in await wechat.say("o_app", APPLICANT_ID)
+    await wechat.say("o_app", PHONE)
+    app = wechat.client.app
+    kv, keys = app[K.KV_STORE], Keyspace(app[K.SETTINGS].wechat_appid)
+    stored = await kv.get(keys.data("o_app"))
+    assert stored is not None
+    for secret in ("Wang Wu", APPLICANT_ID, PHONE):
+        assert secret.encode() not in stored
+    store = StateStore(kv, keys, 60, app[K.SERVICES]["vault"])
+    data = (await store.load("o_app")).data
+    assert (data["name"], data["id_number"], data["phone"]) == ("Wang Wu", APPLICANT_ID, PHONE)
+    # The same bytes under another user's key are not that user's answers.
+    await kv.set_many(
+        {keys.state("o_thief"): b"register.category", keys.data("o_thief"): stored}, 60
+    )
+    assert (await store.load("o_thief")).data == {}
+    # Nor is anything stored in clear (an entry from before encryption): the flow restarts.
+    await kv.set_many({keys.data("o_app"): '{"name": "Wang Wu"}'}, 60)
+    assert (await store.load("o_app")).data == {}

@@ -11,7 +11,6 @@ step sees when its data was lost).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import secrets
@@ -31,6 +30,7 @@ from sqlalchemy import select, update
 
 from bot import appkeys as K
 from bot.app import create_app
+from bot.dispatch.state import Conversation, StateStore
 from bot.keyspace import Keyspace
 from bot.kv import MemoryKV
 from bot.settings import Settings
@@ -193,19 +193,21 @@ class Bot:
     def known_step(self, step: str) -> bool:
         return step in self.step_names or any(step.startswith(p) for p in self.step_prefixes)
 
+    def states(self) -> StateStore:
+        """The app's own conversation store (its data encrypted with the data key)."""
+        return StateStore(self.kv, self.keys, 1800, self.client.app[K.SERVICES]["vault"])
+
     async def set_state(self, openid: str, step: str | None, data: dict[str, Any]) -> None:
         if step is None:
             await self.kv.delete(self.keys.state(openid), self.keys.data(openid))
         else:
-            await self.kv.set_many(
-                {self.keys.state(openid): step, self.keys.data(openid): json.dumps(data)}, 1800
-            )
+            conv = Conversation()
+            conv.goto(step, **data)
+            await self.states().save(openid, conv)
 
     async def get_state(self, openid: str) -> tuple[str | None, Any]:
-        step = await self.kv.get(self.keys.state(openid))
-        raw = await self.kv.get(self.keys.data(openid))
-        data = json.loads(raw) if raw else {}
-        return (step.decode() if step is not None else None), data
+        conv = await self.states().load(openid)
+        return conv.step, conv.data
 
     async def post(
         self, body: bytes, *, safe: bool = False, signed: bool = True

@@ -262,14 +262,14 @@ def test_a_cache_entry_is_decoded_once_and_a_changed_entry_is_decoded_anew() -> 
 
     demoted = _load("o_memo", _dump(replace(guard, roles=frozenset()), NOW).encode())
     assert demoted is not None and demoted[0].roles == frozenset()
-    assert _load("o_other", entry) is not None  # the openid is part of the key
-    assert _load("o_other", entry)[0].openid == "o_other"  # type: ignore[index]
+    assert _load("o_other", entry) is None  # another user's entry is not theirs
+    assert ("o_other", entry) not in accounts_module._DECODED
 
     assert _load("o_memo", b"{not json") is None
     assert ("o_memo", b"{not json") not in accounts_module._DECODED
 
     for n in range(accounts_module._DECODED_MAX + 10):  # bounded
-        _load(f"o_{n}", entry)
+        assert _load(f"o_{n}", _dump(replace(guard, openid=f"o_{n}"), NOW).encode())
     assert len(accounts_module._DECODED) <= accounts_module._DECODED_MAX
 
 
@@ -294,3 +294,23 @@ async def test_a_drop_leaves_a_marker_that_only_a_later_read_may_replace(
     await accounts.forget("o_drop")  # a second drop: a marker of its own
     again = await kv.get(keys.profile("o_drop"))
     assert again is not None and again.startswith(accounts_module.DROPPED) and again != marker
+
+
+async def test_a_cached_principal_is_encrypted_and_only_its_own_users(
+    engine: AsyncEngine,
+) -> None:
+    """With the data key (as the app runs), the cache entry shows no name or person number,
+    and a copy under another user's key is a miss there (security review, G2)."""
+    sessions, kv, keys, binding = await _campus(engine)
+    vault = DataVault.from_setting(DATA_KEY)
+    accounts = AccountService(sessions, "zh_CN", kv, keys, vault)
+    assert (await binding.bind("o_own", "S001", id_tail("S001"))).outcome is BindOutcome.BOUND
+    user, stamp = await accounts.lookup("o_own", NOW)
+    assert stamp is not None and user.person_no == "S001"
+    entry = stamp.value.encode() if isinstance(stamp.value, str) else stamp.value
+    assert b"S001" not in entry and user.name.encode() not in entry
+    cached, fresh = await accounts.lookup("o_own", NOW, cached=entry)
+    assert fresh is None and cached == user  # a hit
+    other, fresh = await accounts.lookup("o_other", NOW, cached=entry)
+    assert fresh is not None and not other.bound  # read from the database instead
+    assert _load("o_own", _dump(user, NOW).encode(), vault) is None  # clear text: a miss
