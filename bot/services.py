@@ -49,7 +49,9 @@ def build_services(
         "settings": settings,
         "commands": COMMANDS,
         "accounts": AccountService(sessions, settings.default_locale, kv, keys, vault),
-        "binding": BindingService(sessions, vault, kv, keys, settings.bind_failures_per_hour),
+        "binding": BindingService(
+            sessions, vault, kv, keys, settings.bind_failures_per_hour, notifications
+        ),
         "vault": vault,
         "notifications": notifications,
         "broadcasts": BroadcastService(sessions, notifications, clock, CATEGORIES),

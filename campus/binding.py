@@ -1,4 +1,10 @@
-"""Binding a WeChat account to a campus record: person number + last 6 characters of the ID."""
+"""Binding a WeChat account to a campus record: person number + last 6 characters of the ID.
+
+Failures are limited per WeChat account and per person (HEALTHBOT_BIND_FAILURES_PER_HOUR).
+A wrong ID tail for a real person is audited against that person, and the failure that
+reaches the person's limit tells the person responsible for them (their counsellor or host),
+who can tell a forgetful student from someone trying to take their record over.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.i18n import Translate
 from bot.keyspace import Keyspace
 from bot.kv import KV
 from campus import audit
 from campus.accounts import drop_principal
+from campus.identity import mask_name
+from campus.notifications import Notifications
 from campus.secrets import DataVault
 from storage.models import Person, WeChatAccount
 
@@ -57,12 +66,14 @@ class BindingService:
         kv: KV,
         keys: Keyspace,
         failures_per_hour: int,
+        notifications: Notifications | None = None,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
         self._kv = kv
         self._keys = keys
         self._limit = failures_per_hour
+        self._notifications = notifications
 
     def _failure_keys(self, openid: str, person_no: str) -> tuple[str, str]:
         # Neither the openid nor the person number goes into a key in clear.
@@ -75,9 +86,10 @@ class BindingService:
         counts = await self._kv.get_many(list(keys))
         return any(c is not None and int(c) >= self._limit for c in counts)
 
-    async def _fail(self, keys: tuple[str, str]) -> None:
-        for key in keys:
-            await self._kv.incr(key, FAILURE_WINDOW)
+    async def _fail(self, keys: tuple[str, str]) -> int:
+        """Count a failure against the account and the person: the person's count."""
+        await self._kv.incr(keys[0], FAILURE_WINDOW)
+        return await self._kv.incr(keys[1], FAILURE_WINDOW)
 
     async def bind(self, openid: str, person_no: str, id_tail: str) -> BindResult:
         person_no = person_no.strip().upper()
@@ -102,8 +114,12 @@ class BindingService:
                 await session.execute(select(Person).where(Person.person_no == person_no))
             ).scalar_one_or_none()
             if person is None or not self._tail_matches(person, id_tail):
-                audit.record(session, f"wechat:{openid}", "bind_failed", None)
-                await self._fail(keys)
+                audit.record(
+                    session, f"wechat:{openid}", "bind_failed", person.id if person else None
+                )
+                failures = await self._fail(keys)
+                if person is not None and failures == self._limit:
+                    await self._alert(session, person, failures)
                 return BindResult(BindOutcome.MISMATCH)
             if person.state in ("expired", "left"):
                 return BindResult(BindOutcome.INACTIVE)
@@ -133,6 +149,36 @@ class BindingService:
                     person.locale = account.locale
             audit.record(session, f"wechat:{openid}", "bind", person.id)
             return BindResult(BindOutcome.BOUND, person.name, person.locale)
+
+    async def _alert(self, session: AsyncSession, person: Person, failures: int) -> None:
+        """The person's failures reached the limit: binding to them pauses for the rest of
+        the hour; the person responsible for them hears of it (once per window)."""
+        audit.record(session, "binding", "bind_limited", person.id, f"{failures} failures")
+        if self._notifications is None or person.responsible_id is None:
+            return
+        name, number = mask_name(person.name), person.person_no
+
+        def text(_: Translate) -> str:
+            return _(
+                "{count} attempts in the last hour to bind a WeChat account to {name} "
+                "({number}) gave a wrong ID number. Binding to this record is paused for an "
+                "hour. If it was not {name}, the record may be a target: please check with "
+                "them.",
+                count=failures,
+                name=name,
+                number=number,
+            )
+
+        now = datetime.now(UTC)
+        await self._notifications.enqueue(
+            session,
+            person_id=person.responsible_id,
+            kind="bind_limited",
+            text=text,
+            key=f"bind_limited:{person.id}:{now:%Y%m%d%H}",
+            now=now,
+            urgent=False,
+        )
 
     def _tail_matches(self, person: Person, id_tail: str) -> bool:
         id_number = self._vault.decrypt(person.id_cipher)

@@ -161,3 +161,47 @@ async def test_the_principal_is_cached_by_the_reply_and_never_from_before_a_bind
     assert after is not None and b"S001" not in after  # encrypted with the data key
     vault = wechat.client.app[K.SERVICES]["vault"]
     assert json.loads(vault.decrypt(after))["person_no"] == "S001"
+
+
+async def test_a_targeted_person_is_audited_and_their_counsellor_told_once(
+    make_bot: MakeBot,
+) -> None:
+    """Wrong ID tails for a real person are audited against that person; the failure that
+    reaches the person's hourly limit tells the person responsible for them, once."""
+    from sqlalchemy import update
+
+    from storage.models import OutboxMessage
+
+    wechat = await make_bot()
+    sessions = wechat.client.app[K.SESSIONS]
+    async with sessions.begin() as s:
+        teacher = (await s.execute(select(Person).where(Person.person_no == "T001"))).scalar_one()
+        await s.execute(
+            update(Person).where(Person.person_no == "S002").values(responsible_id=teacher.id)
+        )
+        target = (await s.execute(select(Person.id).where(Person.person_no == "S002"))).scalar()
+    for i in range(7):  # five count; the last two are refused before any check
+        await wechat.say(f"o_attacker{i}", f"绑定 S002 12345{i}")
+    await wechat.say("o_stranger", "绑定 NOBODY 123456")
+    async with sessions() as s:
+        audited = (
+            await s.execute(
+                select(AuditEntry.action, AuditEntry.subject_person_id).order_by(AuditEntry.id)
+            )
+        ).all()
+        pushes = list(
+            (
+                await s.execute(select(OutboxMessage).where(OutboxMessage.kind == "bind_limited"))
+            ).scalars()
+        )
+    assert [tuple(a) for a in audited] == [
+        *[("bind_failed", target)] * 4,
+        ("bind_failed", target),
+        ("bind_limited", target),
+        ("bind_failed", None),  # no such person: nobody to tell
+    ]
+    (push,) = pushes
+    assert push.person_id == teacher.id
+    text = push.payload["text"]
+    assert "5 attempts in the last hour" in text and "李* (S002)" in text  # T001 reads English
+    assert "123450" not in text
