@@ -221,7 +221,7 @@ def keys_export(output: Path | None) -> None:
 def keys_rotate_data(rehash: bool) -> None:
     """Re-encrypt stored personal data under the first key of HEALTHBOT_DATA_KEY."""
     from campus.registry.database import DatabaseNotReady, open_database
-    from campus.rekey import rotate_data
+    from campus.rekey import RekeyReport, rotate_data
     from campus.secrets import CannotDecrypt, DataVault
 
     settings = _settings()
@@ -233,22 +233,24 @@ def keys_rotate_data(rehash: bool) -> None:
         )
     vault, first = DataVault.from_setting(settings.data_key), DataVault.from_setting(listed[0])
 
-    async def run() -> str:
+    async def run() -> RekeyReport:
         async with open_database(settings) as sessions:
-            report = await rotate_data(
+            return await rotate_data(
                 sessions, vault, rehash_with=first if rehash else None, first_key=first
             )
-            return report.summary()
 
     try:
-        click.echo(asyncio.run(run()))
+        report = asyncio.run(run())
     except DatabaseNotReady as exc:
         raise click.ClickException(str(exc)) from None
     except CannotDecrypt:
         raise click.ClickException(
-            "some stored data cannot be decrypted with any key of HEALTHBOT_DATA_KEY; "
-            "nothing after that row was changed"
+            "some stored data cannot be decrypted with any key of HEALTHBOT_DATA_KEY; the "
+            "rows before its batch of 500 are re-encrypted, that batch and the rest are not"
         ) from None
+    click.echo(report.summary())
+    if report.left_behind:
+        raise click.ClickException("not finished: run the command again")
     if rehash:
         click.echo(
             "ID lookup hashes now use the first key: start every process with "

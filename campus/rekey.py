@@ -75,7 +75,7 @@ async def rotate_data(
     report = RekeyReport()
     await _persons(sessions, vault, rehash_with, report)
     await _pass_keys(sessions, vault, report)
-    report.left_behind = await _left_behind(sessions, first_key)
+    report.left_behind = await _left_behind(sessions, first_key, rehashed=rehash_with is not None)
     async with sessions.begin() as session:
         audit.record(session, "cli", "rotate-data", None, report.summary()[:500])
     return report
@@ -160,8 +160,11 @@ async def _pass_keys(
             report.changed_meanwhile += 1 - done
 
 
-async def _left_behind(sessions: async_sessionmaker[AsyncSession], first_key: DataVault) -> int:
-    """How many stored values the first key alone cannot decrypt."""
+async def _left_behind(
+    sessions: async_sessionmaker[AsyncSession], first_key: DataVault, *, rehashed: bool
+) -> int:
+    """How many stored values the first key alone cannot decrypt; when `rehashed`, also the
+    ID lookup hashes not keyed by it (a row changed meanwhile, a run cut short)."""
     count = 0
 
     def unreadable(token: bytes | None) -> bool:
@@ -173,12 +176,18 @@ async def _left_behind(sessions: async_sessionmaker[AsyncSession], first_key: Da
             return True
         return False
 
+    def unhashed(token: bytes, stored: str) -> bool:
+        try:
+            return first_key.lookup_hash(first_key.decrypt(token), "id") != stored
+        except CannotDecrypt:
+            return False  # counted as unreadable already
+
     last = 0
     while True:
         async with sessions() as session:
             rows = (
                 await session.execute(
-                    select(Person.id, Person.id_cipher, Person.phone_cipher)
+                    select(Person.id, Person.id_cipher, Person.phone_cipher, Person.id_hash)
                     .where(Person.id > last)
                     .order_by(Person.id)
                     .limit(CHUNK)
@@ -187,7 +196,9 @@ async def _left_behind(sessions: async_sessionmaker[AsyncSession], first_key: Da
         if not rows:
             break
         last = rows[-1].id
-        count += sum(unreadable(row.id_cipher) + unreadable(row.phone_cipher) for row in rows)
+        for row in rows:
+            count += unreadable(row.id_cipher) + unreadable(row.phone_cipher)
+            count += rehashed and unhashed(row.id_cipher, row.id_hash)
     async with sessions() as session:
         ciphers = (await session.execute(select(PassKey.private_cipher))).scalars().all()
     return count + sum(unreadable(cipher) for cipher in ciphers)

@@ -52,7 +52,13 @@ class DataVault:
             ) from exc
 
     def rotate(self, token: bytes) -> bytes:
-        return self._fernet.rotate(token)
+        """`token` re-encrypted under the first key (CannotDecrypt if no key reads it)."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken as exc:
+            raise CannotDecrypt(
+                "personal data cannot be decrypted with the configured keys"
+            ) from exc
 
     def lookup_hash(self, value: str, kind: str = "id") -> str:
         """A keyed hash for equality lookups and for log-safe references."""

@@ -151,3 +151,42 @@ def test_the_command_needs_the_new_key_listed_first(
     assert done.exit_code == 0, done.output
     assert "re-encrypted under the first data key: 0 ID numbers" in done.output
     assert "start every process with HEALTHBOT_DATA_KEY set to that key alone" in done.output
+
+
+async def test_a_rehash_cut_short_is_not_finished(registry: Registry) -> None:
+    """A row changed during --rehash keeps the old key's hash: the run says it is not done
+    (the CLI then exits with an error, not with "start with the new key alone")."""
+    await _campus(registry)
+    report = await rotate_data(
+        _Meddling(registry),  # type: ignore[arg-type]
+        ROTATING,
+        rehash_with=FIRST,
+        first_key=FIRST,
+    )
+    # S00002: its ID number and new phone still under the old key (its hash with them).
+    assert (report.changed_meanwhile, report.left_behind) == (1, 2)
+    again = await rotate_data(registry.sessions, ROTATING, rehash_with=FIRST, first_key=FIRST)
+    assert again.left_behind == 0
+
+
+async def test_data_no_listed_key_reads_stops_the_command_with_a_reason(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from bot.cli import main
+
+    await _campus(registry)
+    async with registry.sessions.begin() as session:
+        await session.execute(
+            update(Person)
+            .where(Person.person_no == "S00003")
+            .values(id_cipher=DataVault.from_setting("an unlisted key").encrypt("x"))
+        )
+    monkeypatch.setenv("HEALTHBOT_DATABASE_URL", registry.url)
+    monkeypatch.setenv("HEALTHBOT_DATA_KEY", f"{NEW},{DATA_KEY}")
+    # The command runs its own event loop: in a thread of its own, as from a shell.
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["keys", "rotate-data"])
+    assert result.exit_code == 1
+    assert "cannot be decrypted with any key of HEALTHBOT_DATA_KEY" in result.output
+    assert "Traceback" not in result.output
