@@ -11,6 +11,7 @@ and any other `<a` is defused, before a notice is queued (`plain_links`).
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from collections import defaultdict
@@ -38,24 +39,34 @@ PAGE = 2000
 ACTIVE = "active"
 
 
-# <a …href="X"…>T</a>, as WeChat reads it: any case, either quotes or none, other attributes.
-_ANCHOR = re.compile(
-    r"""<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))[^>]*>(.*?)</a\s*>""",
-    re.IGNORECASE | re.DOTALL,
+# An anchor tag, as WeChat reads it: any case, attributes with either quotes or none.
+_ATTRIBUTE = r"""[^\s=>/]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>"']+))?"""
+_ANCHOR = re.compile(rf"<a((?:\s+{_ATTRIBUTE})*)\s*/?>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
+_ATTRIBUTES = re.compile(
+    r"""([^\s=>/]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))?""", re.DOTALL
 )
-_OPEN_ANCHOR = re.compile(r"<(?=\s*a\b)", re.IGNORECASE)
+# What is left of an anchor's start (malformed, or with invisible characters inside): its
+# "<" goes full-width.
+_OPEN_ANCHOR = re.compile(r"<(?=[\s\u200b-\u200f\u2060\ufeff]*a(?![a-z]))", re.IGNORECASE)
 
 
 def plain_links(text: str) -> str:
     """`text` with every link written out as "T (X)" (X alone when T is X or empty), and the
-    `<` of any other anchor tag made full-width, so that WeChat renders no link of its own."""
+    `<` of any other anchor tag made full-width, so that WeChat renders no link of its own.
+    Character references are read first (`&lt;a href=…&gt;` is an anchor too)."""
 
     def written_out(match: re.Match[str]) -> str:
-        address = next(group for group in match.groups()[:3] if group is not None).strip()
-        label = re.sub(r"<[^>]*>", "", match.group(4)).strip()
+        address = None
+        for name, *values in _ATTRIBUTES.findall(match.group(1)):
+            if name.lower() == "href":
+                address = next((v for v in values if v), "").strip()
+                break
+        if address is None:
+            return match.group(0)  # no address: defused below
+        label = re.sub(r"<[^>]*>", "", match.group(2)).strip()
         return address if label in ("", address) else f"{label} ({address})"
 
-    return _OPEN_ANCHOR.sub("\uff1c", _ANCHOR.sub(written_out, text))
+    return _OPEN_ANCHOR.sub("\uff1c", _ANCHOR.sub(written_out, html.unescape(text)))
 
 
 class Refusal(Enum):
@@ -130,11 +141,12 @@ class BroadcastService:
 
         Everything is written in one transaction: all recipients are queued, or none.
         """
-        text = plain_links(text.strip())
+        text = text.strip()
         if not text:
             raise BroadcastRefused(Refusal.EMPTY)
         if len(text) > MAX_TEXT:
             raise BroadcastRefused(Refusal.TOO_LONG, str(len(text)))
+        text = plain_links(text)  # after the check: written out, a link is longer
         for category in categories:
             if self._categories and category not in self._categories:
                 raise BroadcastRefused(Refusal.UNKNOWN_CATEGORY, category)

@@ -163,6 +163,13 @@ async def test_a_link_in_a_notice_shows_where_it_goes(make_bot: MakeBot) -> None
         ('< a href="q">z</a>', '＜ a href="q">z</a>'),
         ('<a title="t">no address</a>', '＜a title="t">no address</a>'),
         ("a < b, <abbr>ok</abbr>", "a < b, <abbr>ok</abbr>"),
+        # An address shown in another attribute is not the one written out.
+        ('<a title="href=http://shown" href="http://evil">x</a>', "x (http://evil)"),
+        ('<a data-href="http://shown" href="http://evil">x</a>', "x (http://evil)"),
+        # Character references are read first; invisible characters do not hide a tag.
+        ('&lt;a href="http://e"&gt;t&lt;/a&gt;', "t (http://e)"),
+        ('&#60;a href="http://e">t</a>', "t (http://e)"),
+        ('<\u200ba href="http://e">t</a>', '\uff1c\u200ba href="http://e">t</a>'),
     ],
 )
 def test_links_are_written_out_and_other_anchors_defused(text: str, plain: str) -> None:
