@@ -2,7 +2,7 @@
 
 Every message needs its sender's principal, so it is cached in the KV store next to the
 conversation state (one read for both) and dropped whenever binding, registration or language
-changes. Role and state changes from a registry import reach the cache within its TTL.
+changes, a registry import changes the person, or their registration expires.
 
 A drop leaves a marker of its own in the cache entry's place, and a message caches the
 principal it read from the database only if the entry still holds what the message found
@@ -172,13 +172,15 @@ def _decode(
 
 
 DROPPED = b"dropped:"  # a dropped entry's marker: no JSON, so a cache miss to every reader
+# How long a marker stays: longer than any message runs (one that read nothing before the drop
+# must still find the marker when it leaves). Redis must not evict it (docs/deploy.md).
+DROP_TTL = 3600.0
 
 
 async def drop_principal(kv: KV, keys: Keyspace, openid: str) -> None:
     """Drop the cached principal of `openid`, once a change to it is committed: a marker no
-    other drop writes (so a message that read the entry before it caches nothing), kept as long
-    as a cache entry would be."""
-    await kv.set(keys.profile(openid), DROPPED + secrets.token_hex(8).encode(), PROFILE_TTL)
+    other drop writes, so a message that read the entry before it caches nothing."""
+    await kv.set(keys.profile(openid), DROPPED + secrets.token_hex(8).encode(), DROP_TTL)
 
 
 async def drop_principals_of(

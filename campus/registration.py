@@ -10,7 +10,7 @@ rejects (→ left); the applicant hears either way. Nothing personal goes to the
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import Enum
@@ -387,11 +387,13 @@ async def expire_and_remind(
     notifications: Notifications,
     today: date,
     now: datetime,
+    on_expired: Callable[[list[int]], Awaitable[object]] | None = None,
 ) -> tuple[int, int]:
     """Remind applicant and host 3 days ahead; expire records past valid_until.
 
     Returns (reminders queued, records expired). Idempotent: a reminder's key names the person
-    and the date, and an expired record is not expired again.
+    and the date, and an expired record is not expired again. `on_expired` gets the expired
+    persons' ids once that is committed (the job drops their cached principals).
     """
     remind_on = today + timedelta(days=REMIND_DAYS_BEFORE)
     reminded = 0
@@ -464,4 +466,6 @@ async def expire_and_remind(
             )
             for pid in expired_ids:
                 audit.record(session, "scheduler", "expire", pid, "valid_until passed")
+    if expired_ids and on_expired is not None:
+        await on_expired(expired_ids)
     return reminded, len(expired_ids)

@@ -21,6 +21,7 @@ from bot.clock import Clock, utcnow
 from bot.keyspace import Keyspace
 from bot.kv import KV
 from bot.settings import Settings
+from campus.accounts import drop_principals_of
 from campus.meals.deadlines import push_final_counts
 from campus.meals.rules import parse_meal_rules
 from campus.notifications import Notifications
@@ -94,7 +95,12 @@ async def registration_expiry(ctx: JobContext) -> str:
     """Remind temporary persons and their hosts 3 days ahead; expire those past valid_until."""
     now = ctx.now()
     reminded, expired = await expire_and_remind(
-        ctx.sessions, ctx.notifications, now.astimezone(ctx.settings.tz).date(), now
+        ctx.sessions,
+        ctx.notifications,
+        now.astimezone(ctx.settings.tz).date(),
+        now,
+        # An expired person's chat answers (their code, above all) change at once.
+        on_expired=lambda ids: drop_principals_of(ctx.kv, ctx.keys, ctx.sessions, ids),
     )
     return f"{reminded} reminders queued, {expired} registrations expired"
 

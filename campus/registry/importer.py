@@ -65,8 +65,9 @@ async def _drop_cached_principals(
     the cached principal expires. The import is committed: a failure here only warns."""
     if not settings.redis_url:
         return  # state in memory: a running server's own, out of reach (and gone in 5 minutes)
-    kv = RedisKV.from_url(settings.redis_url)
+    kv: RedisKV | None = None
     try:
+        kv = RedisKV.from_url(settings.redis_url)
         dropped = await drop_principals_of(
             kv, Keyspace(settings.wechat_appid), sessions, person_ids
         )
@@ -79,7 +80,8 @@ async def _drop_cached_principals(
             int(PROFILE_TTL // 60),
         )
     finally:
-        await kv.close()
+        if kv is not None:
+            await kv.close()
 
 
 def policy_names(rules_file: str | None) -> frozenset[str]:

@@ -295,3 +295,37 @@ async def test_a_registration_in_progress_is_encrypted_in_the_state_store(
     # Nor is anything stored in clear (an entry from before encryption): the flow restarts.
     await kv.set_many({keys.data("o_app"): '{"name": "Wang Wu"}'}, 60)
     assert (await store.load("o_app")).data == {}
+
+
+async def test_the_expiry_job_drops_the_expired_persons_cached_principal(
+    make_bot: MakeBot,
+) -> None:
+    """Their chat answers change at once, not when their cached principal runs out."""
+    from bot.clock import FrozenClock
+    from bot.keyspace import Keyspace
+    from campus.accounts import DROPPED
+    from scheduler.jobs import run_job
+    from scheduler.runner import job_context
+
+    wechat = await make_bot()
+    await wechat.say("o_app", "English")
+    await wechat.say("o_t", f"bind T001 {id_tail('T001')}")
+    await _apply(wechat)
+    person = await _person(wechat, name="Wang Wu")
+    assert person is not None and person.valid_until is not None
+    await wechat.say("o_t", f"approve {person.id}")
+    await wechat.say("o_app", "help")  # their principal, cached with this reply
+    app = wechat.client.app
+    kv, keys = app[K.KV_STORE], Keyspace(app[K.SETTINGS].wechat_appid)
+    cached = await kv.get(keys.profile("o_app"))
+    assert cached is not None and not cached.startswith(DROPPED)
+    day_after = datetime.combine(person.valid_until + timedelta(days=1), datetime.min.time(), UTC)
+    ctx = job_context(
+        app[K.SETTINGS],
+        app[K.SESSIONS],
+        kv,
+        FrozenClock((day_after + timedelta(hours=12)).timestamp()),
+    )
+    assert "1 registrations expired" in await run_job(ctx, "registration_expiry")
+    dropped = await kv.get(keys.profile("o_app"))
+    assert dropped is not None and dropped.startswith(DROPPED)
