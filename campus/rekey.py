@@ -15,7 +15,7 @@ process still listing the old keys would compute hashes that no longer match).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,26 @@ def _unchanged(table: Table, key: str, columns: Sequence[str], nullable: Sequenc
     return and_(*terms)
 
 
+async def _pages(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Sequence[Any]]:
+    """The persons' encrypted columns and hash, CHUNK rows at a time, each page in a short
+    read of its own (by id, so rows written meanwhile do not shift the pages)."""
+    last = 0
+    while True:
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Person.id, Person.id_cipher, Person.phone_cipher, Person.id_hash)
+                    .where(Person.id > last)
+                    .order_by(Person.id)
+                    .limit(CHUNK)
+                )
+            ).all()
+        if not rows:
+            return
+        last = rows[-1].id
+        yield rows
+
+
 async def rotate_data(
     sessions: async_sessionmaker[AsyncSession],
     vault: DataVault,
@@ -95,23 +115,10 @@ async def _persons(
         .where(_unchanged(table, "id", columns, nullable=["phone_cipher"]))
         .values({name: bindparam(f"new_{name}") for name in columns})
     )
-    last = 0
-    while True:
-        # Read, then write in a transaction of its own that starts with the writes: the
-        # rows' old values in the WHERE clause catch what changed in between (an SQLite
-        # transaction that read first could not take the write lock after another writer).
-        async with sessions() as session:
-            rows = (
-                await session.execute(
-                    select(Person.id, Person.id_cipher, Person.phone_cipher, Person.id_hash)
-                    .where(Person.id > last)
-                    .order_by(Person.id)
-                    .limit(CHUNK)
-                )
-            ).all()
-        if not rows:
-            return
-        last = rows[-1].id
+    # Each page read, then written in a transaction of its own that starts with the writes:
+    # the rows' old values in the WHERE clause catch what changed in between (an SQLite
+    # transaction that read first could not take the write lock after another writer).
+    async for rows in _pages(sessions):
         items = []
         for row in rows:
             item = {
@@ -182,20 +189,7 @@ async def _left_behind(
         except CannotDecrypt:
             return False  # counted as unreadable already
 
-    last = 0
-    while True:
-        async with sessions() as session:
-            rows = (
-                await session.execute(
-                    select(Person.id, Person.id_cipher, Person.phone_cipher, Person.id_hash)
-                    .where(Person.id > last)
-                    .order_by(Person.id)
-                    .limit(CHUNK)
-                )
-            ).all()
-        if not rows:
-            break
-        last = rows[-1].id
+    async for rows in _pages(sessions):
         for row in rows:
             count += unreadable(row.id_cipher) + unreadable(row.phone_cipher)
             count += rehashed and unhashed(row.id_cipher, row.id_hash)

@@ -45,6 +45,17 @@ async def _apply(
     return await wechat.say(openid, "30")
 
 
+async def _approved(wechat: WeChat) -> Person:
+    """Wang Wu (English) registered with T001 as host, and approved; valid until a date."""
+    await wechat.say("o_app", "English")
+    await wechat.say("o_t", f"bind T001 {id_tail('T001')}")
+    await _apply(wechat)
+    person = await _person(wechat, name="Wang Wu")
+    assert person is not None and person.valid_until is not None
+    await wechat.say("o_t", f"approve {person.id}")
+    return person
+
+
 async def test_registration_approved_by_the_host(make_bot: MakeBot) -> None:
     wechat = await make_bot()
     await wechat.say("o_app", "English")
@@ -222,12 +233,7 @@ async def test_my_unit_for_responsible_persons_only(make_bot: MakeBot) -> None:
 
 async def test_expiry_reminds_then_expires(make_bot: MakeBot) -> None:
     wechat = await make_bot()
-    await wechat.say("o_app", "English")
-    await wechat.say("o_t", f"bind T001 {id_tail('T001')}")
-    await _apply(wechat)
-    person = await _person(wechat, name="Wang Wu")
-    assert person is not None and person.valid_until is not None
-    await wechat.say("o_t", f"approve {person.id}")
+    person = await _approved(wechat)
     sessions = wechat.client.app[K.SESSIONS]
     notifications = wechat.client.app[K.SERVICES]["notifications"]
     until = person.valid_until
@@ -308,12 +314,7 @@ async def test_the_expiry_job_drops_the_expired_persons_cached_principal(
     from scheduler.runner import job_context
 
     wechat = await make_bot()
-    await wechat.say("o_app", "English")
-    await wechat.say("o_t", f"bind T001 {id_tail('T001')}")
-    await _apply(wechat)
-    person = await _person(wechat, name="Wang Wu")
-    assert person is not None and person.valid_until is not None
-    await wechat.say("o_t", f"approve {person.id}")
+    person = await _approved(wechat)
     await wechat.say("o_app", "help")  # their principal, cached with this reply
     app = wechat.client.app
     kv, keys = app[K.KV_STORE], Keyspace(app[K.SETTINGS].wechat_appid)
