@@ -187,7 +187,8 @@ async def drop_principals_of(
     kv: KV, keys: Keyspace, sessions: async_sessionmaker[AsyncSession], person_ids: Sequence[int]
 ) -> int:
     """Drop the cached principals of the accounts bound to `person_ids`, once a change to
-    those persons is committed (a registry import): how many accounts."""
+    those persons is committed (a registry import, registrations expiring): how many
+    accounts."""
     openids: list[str] = []
     async with sessions() as session:
         for start in range(0, len(person_ids), SEEN_CHUNK):
