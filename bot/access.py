@@ -19,6 +19,7 @@ from bot.passcards import PassCards, Uploader
 from bot.settings import Settings
 from campus.access.duty import GuardDuty
 from campus.access.gate import AccessService
+from campus.access.issued import IssuedCodes
 from campus.access.keys import KeyRing
 from campus.access.passes import PassService
 from campus.access.places import PlaceDirectory
@@ -53,7 +54,11 @@ def access_services(
     # A bad policy stops start-up with an error naming the policy and the field.
     policies = parse_policies(rules_sections.get("policies"), source)
     passes = PassService(
-        sessions, key_ring(settings, sessions, vault, clock), clock, validity=settings.pass_code_ttl
+        sessions,
+        key_ring(settings, sessions, vault, clock),
+        clock,
+        validity=settings.pass_code_ttl,
+        issued=IssuedCodes(kv, keys, vault),
     )
     places = PlaceDirectory(sessions, clock.monotonic)
     return {

@@ -106,7 +106,7 @@ def create_app(
             ),
             accounts=services["accounts"],
             services=services,
-            prefetch=[scan_prefetch(services["duty"])],
+            prefetch=[scan_prefetch(services["duty"], services["passes"])],
         )
         app[K.CALLBACK] = Callback(
             CallbackConfig(

@@ -61,6 +61,10 @@ class Keyspace:
         """The current pass code and its uploaded image's media id (TTL: the code's)."""
         return f"{self._root}:passcard:{person_id}:{locale}"
 
+    def issued_code(self, tag: str) -> str:
+        """A pass code this campus issued, by its keyed hash (TTL: the code's validity)."""
+        return f"{self._root}:code:{tag}"
+
     def guard_tag(self) -> str:
         """The id of the WeChat user tag that shows guards the VERIFY scanner."""
         return f"{self._root}:menu:guard_tag"

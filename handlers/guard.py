@@ -15,6 +15,7 @@ from bot.settings import Settings
 from bot.wechat.messages import Incoming
 from campus.access.duty import GuardDuty
 from campus.access.gate import AccessService, GateNote
+from campus.access.passes import PassService
 from campus.access.places import PlaceInfo
 from campus.access.posters import PosterBook
 from campus.access.token import PREFIX
@@ -91,9 +92,10 @@ async def mark_exit(user: Principal, duty: GuardDuty, _: Translate) -> Message:
     return Text(_("Now scan the place's code to check out."))
 
 
-def scan_prefetch(duty: GuardDuty) -> Callable[[Incoming], list[str]]:
-    """For the dispatcher: a VERIFY scan reads the guard's post with the conversation, so
-    the scan's hot path makes no KV read of its own (see `verify`)."""
+def scan_prefetch(duty: GuardDuty, passes: PassService) -> Callable[[Incoming], list[str]]:
+    """For the dispatcher: a VERIFY scan reads the guard's post, and the scanned code's issue
+    record (campus/access/issued.py), with the conversation, so the scan's hot path makes no
+    KV read of its own (see `verify`)."""
 
     def keys(msg: Incoming) -> list[str]:
         if (
@@ -101,7 +103,9 @@ def scan_prefetch(duty: GuardDuty) -> Callable[[Incoming], list[str]]:
             and msg.event in ("scancode_waitmsg", "scancode_push")
             and msg.event_key == kw.MENU_VERIFY
         ):
-            return duty.post_keys(msg.openid)
+            record = passes.record_key(msg.scan_result)
+            post = duty.post_keys(msg.openid)
+            return post if record is None else [*post, record]
         return []
 
     return keys
@@ -141,7 +145,7 @@ async def verify(
         await duty.end(user.openid)
         return Text(_("Your post is no longer on record. Please go on duty again."))
     assert user.person_id is not None  # is_guard: bound
-    decision = await access.scan(scanned, place, user.person_id, post.direction)
+    decision = await access.scan(scanned, place, user.person_id, post.direction, prefetched)
     text = for_guard(decision, settings.tz, _)
     if decision.note is not None:
         text += "\n" + arrival_line(decision.note, _)

@@ -14,7 +14,7 @@ hook works with mapped objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, cast
@@ -222,11 +222,19 @@ class AccessService:
                 raw.Statement(_INSERT_RECORDS, dialect, columns=_RECORD_COLUMNS),
             )
 
-    async def scan(self, token: str, place: PlaceInfo, guard_id: int, direction: str) -> Decision:
-        """A guard on duty at `place` scanned `token`."""
+    async def scan(
+        self,
+        token: str,
+        place: PlaceInfo,
+        guard_id: int,
+        direction: str,
+        known: Mapping[str, bytes | None] | None = None,
+    ) -> Decision:
+        """A guard on duty at `place` scanned `token`; `known`: store entries read with the
+        message, which may hold the code's issue record (PassService.verify)."""
         now = datetime.fromtimestamp(self._clock.time(), UTC)
         try:
-            claims = await self._passes.verify(token)
+            claims = await self._passes.verify(token, known)
         except TokenRejected as exc:
             reason = Reason.EXPIRED_CODE if exc.problem is Problem.EXPIRED else Reason.INVALID_CODE
             attempt = _Attempt(None, place, direction, now, GUARD, guard_id, reason)

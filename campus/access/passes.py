@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
+from campus.access.issued import IssuedCodes
 from campus.access.keys import KeyRing
 from campus.access.token import (
     PassClaims,
@@ -63,11 +65,15 @@ class PassService:
         clock: Clock,
         *,
         validity: int,
+        issued: IssuedCodes | None = None,
     ) -> None:
+        """`issued`: where codes are put on record when issued, so that this campus's scans
+        recognise them without a signature check (campus/access/issued.py)."""
         self._sessions = sessions
         self.keys = keys
         self._clock = clock
         self.validity = validity
+        self.issued = issued
 
     async def holder(self, person_id: int) -> Holder | None:
         stmt = select(
@@ -84,20 +90,36 @@ class PassService:
         if refusal is not None:
             return refusal
         key = await self.keys.signer()
-        issued = int(self._clock.time())
+        now = self._clock.time()
+        issued = int(now)
         claims = PassClaims(
             key.key_id, holder.person_id, holder.status, issued, issued + self.validity
         )
-        return IssuedPass(sign(claims, key.private_key, self.keys.campus), claims)
+        token = sign(claims, key.private_key, self.keys.campus)
+        if self.issued is not None:
+            await self.issued.record(token, claims, now)
+        return IssuedPass(token, claims)
 
-    async def verify(self, token: str) -> PassClaims:
-        """The claims of a genuine, unexpired code of this campus; else TokenRejected."""
+    def record_key(self, text: str) -> str | None:
+        """The store entry that would hold a scanned text's issue record, for the scan's
+        first round trip (None: no record to read, `verify` checks the signature)."""
+        return None if self.issued is None else self.issued.key(text)
+
+    async def verify(
+        self, token: str, known: Mapping[str, bytes | None] | None = None
+    ) -> PassClaims:
+        """The claims of a genuine, unexpired code of this campus; else TokenRejected.
+
+        `known`: store entries read already, which may hold the code's issue record
+        (`record_key`); a code on record for its person is not checked by its signature
+        again, one that is not, is."""
         unverified = parse(token)
         claims = unverified.claims
         key = await self.keys.verifier(claims.key_id)
         if key is None:
             raise TokenRejected(Problem.UNKNOWN_KEY)
-        check_signature(unverified, key.verifier, self.keys.campus)
+        if known is None or self.issued is None or not self.issued.vouches(token, claims, known):
+            check_signature(unverified, key.verifier, self.keys.campus)
         if not key.covers(claims.expires):
             raise TokenRejected(Problem.RETIRED_KEY)
         check_time(claims, self._clock.time(), CLOCK_SKEW)

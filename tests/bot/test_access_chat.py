@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from bot import appkeys as K
 from bot.clock import FrozenClock
 from bot.kv import KV
+from campus.access import passes as access_passes
 from storage.models import AccessRecord
 from tests.access_support import GUARD_ID, decode_qr, person_id, seed_places, set_person
 from tests.bot.conftest import MakeBot
@@ -313,3 +315,39 @@ async def test_duty_and_exit_live_in_either_state_store(
     # The card's media id is kept there too.
     again = await wechat.reply(event_xml(STUDENT, "CLICK", "MY_CODE", int(wechat.now()) + 9))
     assert again is not None and again["Image"]["MediaId"] == "MEDIA1"
+
+
+async def test_a_guard_recognises_a_code_the_chat_issued_by_its_record(
+    make_bot: MakeBot, fake_api: FakeWeChatAPI, kv: KV, monkeypatch: Any
+) -> None:
+    """The code asked for in the chat is on record in the state store; the guard's scan
+    reads the record with the guard's post and makes no signature check. Without the
+    record the signature decides (campus/access/issued.py)."""
+    wechat = await _campus(make_bot, kv=kv)
+    token, _ = await _code(wechat, fake_api, STUDENT)
+    passes = wechat.client.app[K.SERVICES]["passes"]
+    key = passes.record_key(token)
+    assert (
+        key is not None
+        and await kv.get(key) == str(await person_id(_sessions(wechat), "S001")).encode()
+    )
+    await wechat.say(GUARD, "上岗 GATE-N")
+    checks: list[str] = []
+    real = access_passes.check_signature
+
+    def counted(*args: Any) -> None:
+        checks.append("signature")
+        real(*args)
+
+    monkeypatch.setattr(access_passes, "check_signature", counted)
+    assert (await _scan(wechat, GUARD, token)).startswith("✅")
+    assert checks == []
+    await kv.delete(key)
+    assert (await _scan(wechat, GUARD, token)).startswith("✅")
+    assert checks == ["signature"]
+    raw = bytearray(base64.urlsafe_b64decode(token[4:] + "=="))
+    raw[-1] ^= 1  # the signature's last byte: a well-formed code, not this campus's
+    tampered = "HC1." + base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    assert passes.record_key(tampered) is not None
+    assert (await _scan(wechat, GUARD, tampered)).startswith("⛔")
+    assert checks == ["signature", "signature"]

@@ -1,8 +1,12 @@
-"""Pass-code tokens and the key ring: what verifies and everything that must not (issue 7)."""
+"""Pass-code tokens and the key ring: what verifies and everything that must not (issue 7).
+
+Every verification test runs twice: checking signatures only, and with issued codes on
+record (campus/access/issued.py) and the record read as a guard's scan reads it."""
 
 from __future__ import annotations
 
 import base64
+import logging
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,7 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.clock import FrozenClock
+from bot.keyspace import Keyspace
+from bot.kv import MemoryKV
 from campus.access import token as tk
+from campus.access.issued import IssuedCodes
 from campus.access.keys import KeyRing
 from campus.access.passes import Holder, IssuedPass, NoCode, PassService
 from campus.secrets import DataVault
@@ -35,6 +42,19 @@ class World:
     sessions: async_sessionmaker[AsyncSession]
     clock: FrozenClock
     passes: PassService
+    kv: MemoryKV | None = None  # where issued codes are on record; None: not recorded
+
+    def issued(self) -> IssuedCodes | None:
+        if self.kv is None:
+            return None
+        return IssuedCodes(self.kv, Keyspace(CAMPUS), DataVault.from_setting(DATA_KEY))
+
+    async def verify(self, token: str) -> tk.PassClaims:
+        """As a guard's scan: the code's record read first (when codes are recorded)."""
+        key = self.passes.record_key(token)
+        if key is None or self.kv is None:
+            return await self.passes.verify(token)
+        return await self.passes.verify(token, {key: await self.kv.get(key)})
 
     def ring(self, campus: str = CAMPUS, validity: int = 600) -> KeyRing:
         return KeyRing(
@@ -47,20 +67,20 @@ class World:
         )
 
 
-async def _world(url: str) -> AsyncIterator[World]:
+async def _world(url: str, recorded: bool = False) -> AsyncIterator[World]:
     engine: AsyncEngine = create_engine(url)
     await upgrade(engine)
     sessions = session_factory(engine)
     clock = FrozenClock(NOW)
-    world = World(sessions, clock, None)  # type: ignore[arg-type]
-    world.passes = PassService(sessions, world.ring(), clock, validity=600)
+    world = World(sessions, clock, None, MemoryKV(clock.monotonic) if recorded else None)  # type: ignore[arg-type]
+    world.passes = PassService(sessions, world.ring(), clock, validity=600, issued=world.issued())
     yield world
     await engine.dispose()
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async for w in _world(f"sqlite+aiosqlite:///{tmp_path}/keys.db"):
+@pytest.fixture(params=["signature", "recorded"])
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    async for w in _world(f"sqlite+aiosqlite:///{tmp_path}/keys.db", request.param == "recorded"):
         yield w
 
 
@@ -76,7 +96,7 @@ async def _issue(world: World, status: str = "green") -> IssuedPass:
 
 async def _rejected(world: World, token: str) -> tk.Problem:
     with pytest.raises(tk.TokenRejected) as caught:
-        await world.passes.verify(token)
+        await world.verify(token)
     return caught.value.problem
 
 
@@ -137,7 +157,7 @@ def test_claims_refuse_nonsense() -> None:
 
 async def test_a_fresh_code_verifies(world: World) -> None:
     issued = await _issue(world)
-    claims = await world.passes.verify(issued.token)
+    claims = await world.verify(issued.token)
     assert claims == issued.claims
     assert (claims.person_id, claims.status, claims.expires - claims.issued) == (42, "green", 600)
 
@@ -167,7 +187,7 @@ async def test_forged_tampered_truncated(world: World) -> None:
 async def test_expired_and_from_the_future(world: World) -> None:
     token = (await _issue(world)).token
     world.clock.advance(599)
-    await world.passes.verify(token)
+    await world.verify(token)
     world.clock.advance(1)
     assert await _rejected(world, token) is tk.Problem.EXPIRED
     world.clock.advance(-600 - 120)
@@ -219,8 +239,8 @@ async def test_rotated_keys_verify_until_their_codes_expire(world: World) -> Non
     assert new_key.kid != old.claims.key_id.hex()
     fresh = await _issue(world)
     assert fresh.claims.key_id.hex() == new_key.kid
-    await world.passes.verify(old.token)  # still within its validity
-    await world.passes.verify(fresh.token)
+    await world.verify(old.token)  # still within its validity
+    await world.verify(fresh.token)
 
     def by_old_key(issued_at: float) -> str:
         at = int(issued_at)
@@ -230,7 +250,7 @@ async def test_rotated_keys_verify_until_their_codes_expire(world: World) -> Non
     # A process that has not noticed the rotation yet (it re-reads keys every 60 s) still
     # signs with the old key: those codes verify.
     world.clock.advance(50)
-    await world.passes.verify(by_old_key(world.clock.time()))
+    await world.verify(by_old_key(world.clock.time()))
     # Codes of the old key expiring after the overlap do not.
     world.clock.advance(200)
     assert await _rejected(world, by_old_key(world.clock.time())) is tk.Problem.RETIRED_KEY
@@ -243,12 +263,12 @@ async def test_a_new_key_from_another_process_is_picked_up(world: World) -> None
     await _issue(world)
     elsewhere = world.ring()
     await elsewhere.rotate()  # `healthbot keys rotate` in another process
-    code = await PassService(world.sessions, elsewhere, world.clock, validity=600).issue(
-        _holder(), TODAY
-    )
+    code = await PassService(
+        world.sessions, elsewhere, world.clock, validity=600, issued=world.issued()
+    ).issue(_holder(), TODAY)
     assert isinstance(code, IssuedPass)
     world.clock.advance(6)  # beyond the reload throttle
-    await world.passes.verify(code.token)
+    await world.verify(code.token)
     world.clock.advance(60)  # and the signer follows within the refresh interval
     assert (await _issue(world)).claims.key_id == code.claims.key_id
 
@@ -277,3 +297,103 @@ async def test_who_gets_no_code(world: World) -> None:
     assert await world.passes.issue(expired, TODAY) is NoCode.INACTIVE
     red = await _issue(world, "red")  # a red person gets a (red) code: the gate decides
     assert red.claims.status == "red"
+
+
+# -- codes on record (campus/access/issued.py) --------------------------------------------
+
+
+@pytest.fixture
+async def recorded(tmp_path: Path) -> AsyncIterator[World]:
+    async for w in _world(f"sqlite+aiosqlite:///{tmp_path}/keys.db", recorded=True):
+        yield w
+
+
+def _no_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every signature check refuse, and count them."""
+    checked: list[str] = []
+
+    def refuse(*args: object) -> None:
+        checked.append("signature")
+        raise tk.TokenRejected(tk.Problem.BAD_SIGNATURE)
+
+    monkeypatch.setattr("campus.access.passes.check_signature", refuse)
+    return checked
+
+
+async def test_a_code_on_record_is_recognised_without_its_signature(
+    recorded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = await _issue(recorded)
+    key = recorded.passes.record_key(issued.token)
+    assert key is not None and key.startswith(f"hc:{CAMPUS}:code:")
+    assert recorded.kv is not None and await recorded.kv.get(key) == b"42"
+    assert issued.token.encode() not in repr(recorded.kv._data).encode()  # no code's text
+    checked = _no_signature_checks(monkeypatch)
+    assert await recorded.verify(issued.token) == issued.claims
+    assert await recorded.verify(f"  {issued.token}\n") == issued.claims  # as scanned
+    assert checked == []
+    # Without the record read (another path), or once it is gone, the signature decides.
+    with pytest.raises(tk.TokenRejected):
+        await recorded.passes.verify(issued.token)
+    await recorded.kv.delete(key)
+    assert await _rejected(recorded, issued.token) is tk.Problem.BAD_SIGNATURE
+    assert checked == ["signature", "signature"]
+
+
+async def test_a_record_vouches_only_for_its_own_text_and_person(
+    recorded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = await _issue(recorded)
+    assert recorded.kv is not None
+    raw = bytearray(base64.urlsafe_b64decode(issued.token[4:] + "=="))
+    raw[8] ^= 1  # another person
+    tampered = "HC1." + base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    # Somebody who can write to the store, but has not the data key, plants records for
+    # the tampered code: under a name made with another key, and under the genuine name.
+    planter = IssuedCodes(recorded.kv, Keyspace(CAMPUS), DataVault.from_setting("not-the-key"))
+    planted = planter.key(tampered)
+    assert planted is not None and planted != recorded.passes.record_key(tampered)
+    await recorded.kv.set(planted, str(42 ^ 1), 600)
+    assert await _rejected(recorded, tampered) is tk.Problem.BAD_SIGNATURE
+    # A genuine code's record naming another person (a damaged entry) vouches for nothing.
+    genuine = recorded.passes.record_key(issued.token)
+    assert genuine is not None
+    await recorded.kv.set(genuine, "43", 600)
+    checked = _no_signature_checks(monkeypatch)
+    assert await _rejected(recorded, issued.token) is tk.Problem.BAD_SIGNATURE
+    assert checked == ["signature"]
+
+
+async def test_a_record_lasts_as_long_as_its_code(recorded: World) -> None:
+    issued = await _issue(recorded)
+    key = recorded.passes.record_key(issued.token)
+    assert recorded.kv is not None and key is not None
+    recorded.clock.advance(599)
+    assert await recorded.kv.get(key) == b"42"
+    recorded.clock.advance(1)
+    assert await recorded.kv.get(key) is None
+    assert await _rejected(recorded, issued.token) is tk.Problem.EXPIRED
+
+
+async def test_what_is_no_code_has_no_record(recorded: World) -> None:
+    token = (await _issue(recorded)).token
+    for text in ("", "HC1.", token[:-1], token + "A", "http://weixin.qq.com/q/02abc", "x" * 114):
+        assert recorded.passes.record_key(text) is None
+
+
+class _DownKV(MemoryKV):
+    async def set(self, key: str, value: bytes | str, ttl: float, *, nx: bool = False) -> bool:
+        raise ConnectionError("store down")
+
+
+async def test_a_store_down_at_issue_leaves_the_code_to_its_signature(
+    recorded: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorded.kv = _DownKV(recorded.clock.monotonic)
+    recorded.passes.issued = recorded.issued()
+    with caplog.at_level(logging.WARNING, "campus.access.issued"):
+        issued = await _issue(recorded)
+    assert await recorded.verify(issued.token) == issued.claims
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "not recorded" in warning and "ConnectionError" in warning
+    assert issued.token not in caplog.text and "42" not in warning

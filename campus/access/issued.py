@@ -1,0 +1,70 @@
+"""The codes this campus issued, on record until they expire: the bot knows its own codes.
+
+A code is signed so that anybody holding the public keys can check it, a gate device
+offline included. The bot needs less: it issued the code. `PassService.issue` records every
+code in the KV store under a keyed hash of its text (HMAC-SHA-256 with the data key's lookup
+key, `DataVault.lookup_digest`), holding the person's id, for as long as the code is valid.
+A guard's scan reads that entry with the guard's post, in the message's first round trip
+(`handlers/guard.py`, `scan_prefetch`); a code on record for the person it names is one this
+campus signed, so its signature is not checked a second time. Every other check is made as
+before (docs/passcode.md, "Checking a code").
+
+- Naming an entry takes the data key, so write access to the store does not let anybody
+  vouch for a code, and the store never holds a code's text.
+- Any change to a code's text names another entry: a tampered or forged code is never on
+  record, and is checked by its signature, as is a code whose record is gone (the store
+  flushed or restarted, a record not written because the store was down at issue).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+
+from bot.keyspace import Keyspace
+from bot.kv import KV
+from campus.access.token import PREFIX, TOKEN_CHARS, PassClaims
+from campus.secrets import DataVault
+
+log = logging.getLogger(__name__)
+
+_KIND = b"passcode"
+
+
+class IssuedCodes:
+    def __init__(self, kv: KV, keys: Keyspace, vault: DataVault) -> None:
+        self._kv = kv
+        self._keys = keys
+        self._vault = vault
+
+    def key(self, text: str) -> str | None:
+        """The entry a scanned text would be recorded under; None for what is no pass code
+        by its length and prefix (a poster's link, say), which is never on record."""
+        text = text.strip()
+        if len(text) != TOKEN_CHARS or not text.startswith(PREFIX):
+            return None
+        digest = self._vault.lookup_digest(text.encode("ascii", "replace"), _KIND)
+        return self._keys.issued_code(base64.urlsafe_b64encode(digest[:18]).decode())
+
+    async def record(self, token: str, claims: PassClaims, now: float) -> None:
+        """Put a code just signed on record until it expires. A store that fails only costs
+        the code's scans a signature check each, so issuing goes on."""
+        key = self.key(token)
+        if key is None:  # not a code of docs/passcode.md: nothing signs such a thing
+            raise ValueError("not a pass code")
+        try:
+            await self._kv.set(key, str(claims.person_id), max(1.0, claims.expires - now))
+        except Exception as exc:
+            log.warning(
+                "issued pass code not recorded (%s): its scans check the signature",
+                type(exc).__name__,
+            )
+
+    def vouches(self, token: str, claims: PassClaims, known: Mapping[str, bytes | None]) -> bool:
+        """Whether `known` (entries read from the store) has `token` on record for the person
+        it names. An entry not read is no record: the caller then checks the signature."""
+        key = self.key(token)
+        if key is None:
+            return False
+        return known.get(key) == str(claims.person_id).encode()
