@@ -9,7 +9,10 @@ token, AppID: the codes are signed for that campus). Steps:
    `--guards` guards (role guard) with the project's models, and bind the guards' openids
    (prefix obguard, as benchlib.openid) directly in the database;
 2. issue one pass code per student with the project's PassService (validity `--validity`
-   seconds, long enough for the whole run) and write them to OUT/tokens.txt;
+   seconds, long enough for the whole run) and write them to OUT/tokens.txt; with Redis
+   state (HEALTHBOT_REDIS_URL), each code is put on record there as the bot does when it
+   issues one (campus/access/issued.py), unless --unrecorded: then every scan checks the
+   code's signature, as for a code whose record is gone;
 3. with --url, put every guard on duty by sending `上岗 BGATE` through the callback (duty
    lives in the server's state store), checking each reply.
 """
@@ -41,12 +44,16 @@ def student_no(i: int) -> str:
     return f"BS{i:06d}"
 
 
-async def seed(persons: int, guards: int, validity: int) -> list[str]:
+async def seed(persons: int, guards: int, validity: int, recorded: bool) -> tuple[list[str], bool]:
+    """The codes, and whether they are on record in the server's store."""
     from sqlalchemy import select
 
     from bot.access import key_ring
     from bot.clock import SystemClock
+    from bot.keyspace import Keyspace
+    from bot.kv import RedisKV
     from bot.settings import Settings
+    from campus.access.issued import IssuedCodes
     from campus.access.passes import Holder, IssuedPass, PassService
     from campus.secrets import DataVault
     from storage.engine import create_engine, session_factory
@@ -97,16 +104,26 @@ async def seed(persons: int, guards: int, validity: int) -> list[str]:
                 session.add(WeChatAccount(openid=B.openid(GUARD_PREFIX, g), person_id=person.id))
             ids = [p.id for p in people[:persons]]
         clock = SystemClock()
+        store = RedisKV.from_url(settings.redis_url) if recorded and settings.redis_url else None
+        issued_codes = IssuedCodes(store, Keyspace(settings.wechat_appid), vault) if store else None
         passes = PassService(
-            sessions, key_ring(settings, sessions, vault, clock), clock, validity=validity
+            sessions,
+            key_ring(settings, sessions, vault, clock),
+            clock,
+            validity=validity,
+            issued=issued_codes,
         )
         today = date.today()
         lines = []
-        for pid in ids:
-            issued = await passes.issue(Holder(pid, "x", "green", "active", None), today)
-            assert isinstance(issued, IssuedPass)
-            lines.append(issued.token)
-        return lines
+        try:
+            for pid in ids:
+                issued = await passes.issue(Holder(pid, "x", "green", "active", None), today)
+                assert isinstance(issued, IssuedPass)
+                lines.append(issued.token)
+        finally:
+            if store is not None:
+                await store.close()
+        return lines, store is not None
     finally:
         await engine.dispose()
 
@@ -138,13 +155,21 @@ def main() -> None:
     p.add_argument("--validity", type=int, default=3600)
     p.add_argument("--url", default=None)
     p.add_argument("--no-seed", action="store_true", help="only put the guards on duty")
+    p.add_argument(
+        "--unrecorded",
+        action="store_true",
+        help="do not put the codes on record: every scan checks a signature",
+    )
     args = p.parse_args()
     if not args.no_seed:
-        tokens = asyncio.run(seed(args.persons, args.guards, args.validity))
+        tokens, recorded = asyncio.run(
+            seed(args.persons, args.guards, args.validity, not args.unrecorded)
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "tokens.txt").write_text("\n".join(tokens) + "\n")
+        where = "on record in Redis" if recorded else "not on record (signatures checked)"
         print(
-            f"access_seed: {len(tokens)} pass codes in {args.out / 'tokens.txt'}, "
+            f"access_seed: {len(tokens)} pass codes in {args.out / 'tokens.txt'}, {where}, "
             f"{args.guards} guards"
         )
     if args.url:

@@ -3,7 +3,9 @@
     .venv/bin/python bench/run_verify.py [--state memory|redis] [--json-out FILE]
 
 1. Seeds a fresh SQLite database in a temp dir (bench/access_seed.py): a gate, 1,000
-   students with pass codes valid for the run, 200 guards bound to openids.
+   students with pass codes valid for the run, 200 guards bound to openids. With Redis
+   state the codes are on record there, as codes the bot issues are (campus/access/issued.py):
+   scans recognise them without a signature check; `--unrecorded` leaves them off record.
 2. Starts `healthbot serve` and the echo reference (bench/echo_server.py), both pinned to
    core 0, and puts every guard on duty through the callback (`上岗 BGATE`).
 3. From core 1: wrk (closed loop, `-t1 -cN --latency`) with bench/wrk/verify.lua against the
@@ -268,6 +270,12 @@ def main() -> None:
     )
     p.add_argument("--callgrind-rate", type=float, default=5.0, help="--callgrind's lone rate")
     p.add_argument(
+        "--unrecorded",
+        action="store_true",
+        help="seed codes that are not on record (campus/access/issued.py), so that every scan "
+        "checks a signature; with --state memory they never are",
+    )
+    p.add_argument(
         "--no-help-baseline",
         dest="help_baseline",
         action="store_false",
@@ -313,6 +321,7 @@ def main() -> None:
                     str(args.guards),
                     "--persons",
                     str(args.persons),
+                    *(["--unrecorded"] if args.unrecorded else []),
                 ],
                 env,
                 300,
