@@ -105,10 +105,11 @@ async def seed(persons: int, guards: int, validity: int, recorded: bool) -> tupl
             ids = [p.id for p in people[:persons]]
         clock = SystemClock()
         store = RedisKV.from_url(settings.redis_url) if recorded and settings.redis_url else None
-        issued_codes = IssuedCodes(store, Keyspace(settings.wechat_appid), vault) if store else None
+        ring = key_ring(settings, sessions, vault, clock)
+        issued_codes = IssuedCodes(store, Keyspace(settings.wechat_appid), ring) if store else None
         passes = PassService(
             sessions,
-            key_ring(settings, sessions, vault, clock),
+            ring,
             clock,
             validity=validity,
             issued=issued_codes,

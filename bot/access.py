@@ -53,12 +53,13 @@ def access_services(
 ) -> dict[str, Any]:
     # A bad policy stops start-up with an error naming the policy and the field.
     policies = parse_policies(rules_sections.get("policies"), source)
+    ring = key_ring(settings, sessions, vault, clock)
     passes = PassService(
         sessions,
-        key_ring(settings, sessions, vault, clock),
+        ring,
         clock,
         validity=settings.pass_code_ttl,
-        issued=IssuedCodes(kv, keys, vault),
+        issued=IssuedCodes(kv, keys, ring),
     )
     places = PlaceDirectory(sessions, clock.monotonic)
     return {

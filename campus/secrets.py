@@ -63,7 +63,3 @@ class DataVault:
     def lookup_hash(self, value: str, kind: str = "id") -> str:
         """A keyed hash for equality lookups and for log-safe references."""
         return hmac.new(self._hash_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-
-    def lookup_digest(self, value: bytes, kind: bytes) -> bytes:
-        """`lookup_hash`'s 32 bytes, unencoded (the same HMAC: `kind`, a colon, `value`)."""
-        return hmac.digest(self._hash_key, kind + b":" + value, "sha256")

@@ -2,49 +2,60 @@
 
 A code is signed so that anybody holding the public keys can check it, a gate device
 offline included. The bot needs less: it issued the code. `PassService.issue` records every
-code in the KV store under a keyed hash of its text (HMAC-SHA-256 with the data key's lookup
-key, `DataVault.lookup_digest`), holding the person's id, for as long as the code is valid.
-A guard's scan reads that entry with the guard's post, in the message's first round trip
-(`handlers/guard.py`, `scan_prefetch`); a code on record for the person it names is one this
-campus signed, so its signature is not checked a second time. Every other check is made as
-before (docs/passcode.md, "Checking a code").
+code in the KV store, holding the person's id, for as long as the code is valid, under a
+keyed hash of the code's text: HMAC-SHA-256 with a key derived from the private half of the
+key that signed it (`campus.access.keys.record_secret`). A guard's scan reads that entry
+with the guard's post, in the message's first round trip (`handlers/guard.py`,
+`scan_prefetch`); a code on record for the person it names is one this campus signed, so
+its signature is not checked a second time. Every other check is made as before
+(docs/passcode.md, "Checking a code").
 
-- Naming an entry takes the data key, so write access to the store does not let anybody
-  vouch for a code, and the store never holds a code's text.
+- Naming an entry takes the signing key's private half, which is what forging a signature
+  takes: write access to the store, or the data key without the database, vouch for
+  nothing, and the store never holds a code's text.
 - Any change to a code's text names another entry: a tampered or forged code is never on
   record, and is checked by its signature, as is a code whose record is gone (the store
-  flushed or restarted, a record not written because the store was down at issue).
+  flushed or restarted, a record not written because the store was down at issue) or whose
+  key this process has not loaded yet.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hmac
 import logging
 from collections.abc import Mapping
 
 from bot.keyspace import Keyspace
 from bot.kv import KV
-from campus.access.token import PREFIX, TOKEN_CHARS, PassClaims
-from campus.secrets import DataVault
+from campus.access.keys import KeyRing
+from campus.access.token import KEY_ID_BYTES, PREFIX, TOKEN_CHARS, PassClaims
 
 log = logging.getLogger(__name__)
 
-_KIND = b"passcode"
-
 
 class IssuedCodes:
-    def __init__(self, kv: KV, keys: Keyspace, vault: DataVault) -> None:
+    def __init__(self, kv: KV, keys: Keyspace, ring: KeyRing) -> None:
         self._kv = kv
         self._keys = keys
-        self._vault = vault
+        self._ring = ring
 
     def key(self, text: str) -> str | None:
-        """The entry a scanned text would be recorded under; None for what is no pass code
-        by its length and prefix (a poster's link, say), which is never on record."""
+        """The entry a scanned text would be recorded under. None, and so no record, for
+        what is no pass code by its length, prefix and characters (a poster's link, say),
+        and for a code of a key this process has not loaded (nor signed with)."""
         text = text.strip()
-        if len(text) != TOKEN_CHARS or not text.startswith(PREFIX):
+        if len(text) != TOKEN_CHARS or not text.startswith(PREFIX) or not text.isascii():
             return None
-        digest = self._vault.lookup_digest(text.encode("ascii", "replace"), _KIND)
+        try:  # bytes 0–5 of the code: the version, the key id, a byte of the person
+            head = base64.urlsafe_b64decode(text[len(PREFIX) : len(PREFIX) + 8])
+        except (binascii.Error, ValueError):
+            return None
+        secret = self._ring.record_secret(head[1 : 1 + KEY_ID_BYTES])
+        if secret is None:
+            return None
+        digest = hmac.digest(secret, text.encode(), "sha256")
         return self._keys.issued_code(base64.urlsafe_b64encode(digest[:18]).decode())
 
     async def record(self, token: str, claims: PassClaims, now: float) -> None:

@@ -18,15 +18,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from campus.access.token import Verifier, key_id_for, public_bytes
-from campus.secrets import DataVault
+from campus.secrets import CannotDecrypt, DataVault
 from storage.models import PassKey
+
+
+def record_secret(private_key: Ed25519PrivateKey) -> bytes:
+    """The key that names the records of the codes a key signs (campus/access/issued.py):
+    derived from the private half, so that only who can sign can vouch for a code."""
+    seed = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"healthbot", info=b"passcode-record")
+    return hkdf.derive(seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,7 @@ class KeyRing:
         self._mono = monotonic
         self._wall = wall
         self._verifying: dict[bytes, VerifyingKey] = {}
+        self._records: dict[bytes, bytes] = {}  # key id → record_secret(its private half)
         self._signing: SigningKey | None = None
         self._loaded_at: float | None = None
         self._lock = asyncio.Lock()
@@ -105,6 +116,11 @@ class KeyRing:
             key = self._verifying.get(key_id)
         return key
 
+    def record_secret(self, key_id: bytes) -> bytes | None:
+        """The key naming the issue records of `key_id`'s codes, if that key is loaded (no
+        I/O: the scan's prefetch asks before anything else is read)."""
+        return self._records.get(key_id)
+
     def _stale(self, age: float) -> bool:
         return self._loaded_at is None or self._mono() - self._loaded_at >= age
 
@@ -119,6 +135,7 @@ class KeyRing:
                     )
                 ).scalars()
                 verifying: dict[bytes, VerifyingKey] = {}
+                records: dict[bytes, bytes] = {}
                 signing: SigningKey | None = None
                 now = datetime.fromtimestamp(self._wall(), UTC)
                 for row in rows:
@@ -131,7 +148,13 @@ class KeyRing:
                     )
                     if signing is None and row.retired_at is None:
                         signing = SigningKey(key_id, self._private(row))
-            self._verifying, self._signing = verifying, signing
+                        records[key_id] = record_secret(signing.private_key)
+                    else:
+                        try:  # a rotated key: its codes' records, until they expire
+                            records[key_id] = record_secret(self._private(row))
+                        except (CannotDecrypt, ValueError):
+                            pass  # its codes are checked by their signatures
+            self._verifying, self._signing, self._records = verifying, signing, records
             self._loaded_at = self._mono()
 
     def _private(self, row: PassKey) -> Ed25519PrivateKey:

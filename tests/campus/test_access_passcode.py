@@ -6,6 +6,7 @@ record (campus/access/issued.py) and the record read as a guard's scan reads it.
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import struct
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from bot.keyspace import Keyspace
 from bot.kv import MemoryKV
 from campus.access import token as tk
 from campus.access.issued import IssuedCodes
-from campus.access.keys import KeyRing
+from campus.access.keys import KeyRing, record_secret
 from campus.access.passes import Holder, IssuedPass, NoCode, PassService
 from campus.secrets import DataVault
 from storage.engine import create_engine, session_factory
@@ -44,10 +45,11 @@ class World:
     passes: PassService
     kv: MemoryKV | None = None  # where issued codes are on record; None: not recorded
 
-    def issued(self) -> IssuedCodes | None:
+    def issued(self, ring: KeyRing) -> IssuedCodes | None:
+        """Where `ring`'s codes go on record, if codes are recorded in this world."""
         if self.kv is None:
             return None
-        return IssuedCodes(self.kv, Keyspace(CAMPUS), DataVault.from_setting(DATA_KEY))
+        return IssuedCodes(self.kv, Keyspace(CAMPUS), ring)
 
     async def verify(self, token: str) -> tk.PassClaims:
         """As a guard's scan: the code's record read first (when codes are recorded)."""
@@ -73,7 +75,8 @@ async def _world(url: str, recorded: bool = False) -> AsyncIterator[World]:
     sessions = session_factory(engine)
     clock = FrozenClock(NOW)
     world = World(sessions, clock, None, MemoryKV(clock.monotonic) if recorded else None)  # type: ignore[arg-type]
-    world.passes = PassService(sessions, world.ring(), clock, validity=600, issued=world.issued())
+    ring = world.ring()
+    world.passes = PassService(sessions, ring, clock, validity=600, issued=world.issued(ring))
     yield world
     await engine.dispose()
 
@@ -264,7 +267,7 @@ async def test_a_new_key_from_another_process_is_picked_up(world: World) -> None
     elsewhere = world.ring()
     await elsewhere.rotate()  # `healthbot keys rotate` in another process
     code = await PassService(
-        world.sessions, elsewhere, world.clock, validity=600, issued=world.issued()
+        world.sessions, elsewhere, world.clock, validity=600, issued=world.issued(elsewhere)
     ).issue(_holder(), TODAY)
     assert isinstance(code, IssuedPass)
     world.clock.advance(6)  # beyond the reload throttle
@@ -348,12 +351,20 @@ async def test_a_record_vouches_only_for_its_own_text_and_person(
     raw = bytearray(base64.urlsafe_b64decode(issued.token[4:] + "=="))
     raw[8] ^= 1  # another person
     tampered = "HC1." + base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
-    # Somebody who can write to the store, but has not the data key, plants records for
-    # the tampered code: under a name made with another key, and under the genuine name.
-    planter = IssuedCodes(recorded.kv, Keyspace(CAMPUS), DataVault.from_setting("not-the-key"))
-    planted = planter.key(tampered)
-    assert planted is not None and planted != recorded.passes.record_key(tampered)
-    await recorded.kv.set(planted, str(42 ^ 1), 600)
+    # Somebody who can write to the store, but has not the signing key's private half,
+    # plants records for the tampered code: named with the data key's lookup hash (which
+    # a leaked configuration file holds), and with another private key's record secret.
+    vault = DataVault.from_setting(DATA_KEY)
+    by_data_key = f"hc:{CAMPUS}:code:" + vault.lookup_hash(tampered, "passcode")
+    other = record_secret(Ed25519PrivateKey.generate())
+    by_other_key = (
+        f"hc:{CAMPUS}:code:"
+        + base64.urlsafe_b64encode(hmac.digest(other, tampered.encode(), "sha256")[:18]).decode()
+    )
+    genuine_name = recorded.passes.record_key(tampered)
+    assert genuine_name is not None and genuine_name not in (by_data_key, by_other_key)
+    for planted in (by_data_key, by_other_key):
+        await recorded.kv.set(planted, str(42 ^ 1), 600)
     assert await _rejected(recorded, tampered) is tk.Problem.BAD_SIGNATURE
     # A genuine code's record naming another person (a damaged entry) vouches for nothing.
     genuine = recorded.passes.record_key(issued.token)
@@ -377,7 +388,8 @@ async def test_a_record_lasts_as_long_as_its_code(recorded: World) -> None:
 
 async def test_what_is_no_code_has_no_record(recorded: World) -> None:
     token = (await _issue(recorded)).token
-    for text in ("", "HC1.", token[:-1], token + "A", "http://weixin.qq.com/q/02abc", "x" * 114):
+    others = ("", "HC1.", token[:-1], token + "A", token[:-1] + "é", "x" * 114)
+    for text in (*others, "http://weixin.qq.com/q/02abc"):
         assert recorded.passes.record_key(text) is None
 
 
@@ -390,10 +402,67 @@ async def test_a_store_down_at_issue_leaves_the_code_to_its_signature(
     recorded: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorded.kv = _DownKV(recorded.clock.monotonic)
-    recorded.passes.issued = recorded.issued()
+    recorded.passes.issued = recorded.issued(recorded.passes.keys)
     with caplog.at_level(logging.WARNING, "campus.access.issued"):
         issued = await _issue(recorded)
     assert await recorded.verify(issued.token) == issued.claims
     (warning,) = [r.getMessage() for r in caplog.records]
     assert "not recorded" in warning and "ConnectionError" in warning
     assert issued.token not in caplog.text and "42" not in warning
+
+
+async def test_a_code_on_record_still_meets_every_other_check(
+    recorded: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records put as `issue` puts them, for codes signed otherwise: the record only
+    stands for the signature; key window, time and key id are still checked."""
+    issued_codes = recorded.passes.issued
+    assert issued_codes is not None
+    first = await _issue(recorded)
+    old_key = await recorded.passes.keys.signer()
+    await recorded.passes.keys.rotate()
+    checked = _no_signature_checks(monkeypatch)
+
+    async def on_record(claims: tk.PassClaims, private: Ed25519PrivateKey) -> str:
+        token = tk.sign(claims, private, CAMPUS)
+        await issued_codes.record(token, claims, recorded.clock.time())
+        return token
+
+    at = int(NOW)
+    # The rotated key, for a code expiring after its window.
+    late = tk.PassClaims(old_key.key_id, 42, "green", at, at + 3600)
+    assert await _rejected(recorded, await on_record(late, old_key.private_key)) is (
+        tk.Problem.RETIRED_KEY
+    )
+    # Dated beyond the allowed clock skew.
+    signer = await recorded.passes.keys.signer()
+    ahead = tk.PassClaims(signer.key_id, 42, "green", at + 120, at + 600)
+    assert await _rejected(recorded, await on_record(ahead, signer.private_key)) is (
+        tk.Problem.NOT_YET_VALID
+    )
+    assert checked == []  # each was on record: refused by the other checks
+    assert await recorded.verify(first.token) == first.claims  # the rotated key's own code
+    assert checked == []
+    # A key this campus does not have names no record.
+    stranger = tk.PassClaims(b"\xde\xad\xbe\xef", 42, "green", at, at + 600)
+    text = tk.sign(stranger, Ed25519PrivateKey.generate(), CAMPUS)
+    assert recorded.passes.record_key(text) is None
+    assert await _rejected(recorded, text) is tk.Problem.UNKNOWN_KEY
+
+
+async def test_records_outlive_a_data_key_rotation(tmp_path: Path) -> None:
+    """The record's name comes from the signing key, not from the data key's list."""
+    async for world in _world(f"sqlite+aiosqlite:///{tmp_path}/keys.db", recorded=True):
+        issued = await _issue(world)
+        rotated = KeyRing(
+            world.sessions,
+            DataVault.from_setting(f"a-new-data-key,{DATA_KEY}"),
+            campus=CAMPUS,
+            max_validity=600,
+            monotonic=world.clock.monotonic,
+            wall=world.clock.time,
+        )
+        await rotated.signer()
+        assert world.kv is not None
+        other = IssuedCodes(world.kv, Keyspace(CAMPUS), rotated)
+        assert other.key(issued.token) == world.passes.record_key(issued.token)
