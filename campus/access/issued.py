@@ -3,12 +3,12 @@
 A code is signed so that anybody holding the public keys can check it, a gate device
 offline included. The bot needs less: it issued the code. `PassService.issue` records every
 code in the KV store, holding the person's id, for as long as the code is valid, under a
-keyed hash of the code's text: HMAC-SHA-256 with a key derived from the private half of the
-key that signed it (`campus.access.keys.record_secret`). A guard's scan reads that entry
-with the guard's post, in the message's first round trip (`handlers/guard.py`,
-`scan_prefetch`); a code on record for the person it names is one this campus signed, so
-its signature is not checked a second time. Every other check is made as before
-(docs/passcode.md, "Checking a code").
+keyed hash of the code's text: BLAKE2b in its keyed mode (a MAC, RFC 7693), with a key
+derived from the private half of the key that signed it (`campus.access.keys.record_secret`).
+A guard's scan reads that entry with the guard's post, in the message's first round trip
+(`handlers/guard.py`, `scan_prefetch`); a code on record for the person it names is one
+this campus signed, so its signature is not checked a second time. Every other check is
+made as before (docs/passcode.md, "Checking a code").
 
 - Naming an entry takes the signing key's private half, which is what forging a signature
   takes: write access to the store, or the data key without the database, vouch for
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
+import hashlib
 import logging
 from collections.abc import Mapping
 
@@ -55,8 +55,8 @@ class IssuedCodes:
         secret = self._ring.record_secret(head[1 : 1 + KEY_ID_BYTES])
         if secret is None:
             return None
-        digest = hmac.digest(secret, text.encode(), "sha256")
-        return self._keys.issued_code(base64.urlsafe_b64encode(digest[:18]).decode())
+        digest = hashlib.blake2b(text.encode(), key=secret, digest_size=18).digest()
+        return self._keys.issued_code(base64.urlsafe_b64encode(digest).decode())
 
     async def record(self, token: str, claims: PassClaims, now: float) -> None:
         """Put a code just signed on record until it expires. A store that fails only costs
