@@ -21,7 +21,6 @@ made as before (docs/passcode.md, "Checking a code").
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import logging
@@ -35,28 +34,43 @@ from campus.access.token import KEY_ID_BYTES, PREFIX, TOKEN_CHARS, PassClaims
 log = logging.getLogger(__name__)
 
 
+# A scan names its code's entry twice, in the prefetch and in the check: the names of the
+# last few texts are kept for the second time. Few, so that no scan finds another's.
+_RECENT = 64
+
+
 class IssuedCodes:
     def __init__(self, kv: KV, keys: Keyspace, ring: KeyRing) -> None:
         self._kv = kv
         self._keys = keys
         self._ring = ring
+        self._recent: dict[str, str] = {}  # text → entry name, oldest first
 
     def key(self, text: str) -> str | None:
         """The entry a scanned text would be recorded under. None, and so no record, for
         what is no pass code by its length, prefix and characters (a poster's link, say),
         and for a code of a key this process has not loaded (nor signed with)."""
         text = text.strip()
+        name = self._recent.get(text)
+        if name is not None:
+            return name
         if len(text) != TOKEN_CHARS or not text.startswith(PREFIX) or not text.isascii():
             return None
-        try:  # bytes 0–5 of the code: the version, the key id, a byte of the person
-            head = base64.urlsafe_b64decode(text[len(PREFIX) : len(PREFIX) + 8])
+        # Bytes 0–5 of the code: the version, the key id, a byte of the person.
+        head = text[len(PREFIX) : len(PREFIX) + 8].replace("-", "+").replace("_", "/")
+        try:
+            key_id = binascii.a2b_base64(head)[1 : 1 + KEY_ID_BYTES]
         except (binascii.Error, ValueError):
             return None
-        secret = self._ring.record_secret(head[1 : 1 + KEY_ID_BYTES])
+        secret = self._ring.record_secret(key_id)
         if secret is None:
             return None
-        digest = hashlib.blake2b(text.encode(), key=secret, digest_size=18).digest()
-        return self._keys.issued_code(base64.urlsafe_b64encode(digest).decode())
+        tag = hashlib.blake2b(text.encode(), key=secret, digest_size=18).hexdigest()
+        name = self._keys.issued_code(tag)
+        if len(self._recent) >= _RECENT:
+            del self._recent[next(iter(self._recent))]
+        self._recent[text] = name
+        return name
 
     async def record(self, token: str, claims: PassClaims, now: float) -> None:
         """Put a code just signed on record until it expires. A store that fails only costs

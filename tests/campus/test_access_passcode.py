@@ -357,14 +357,15 @@ async def test_a_record_vouches_only_for_its_own_text_and_person(
     vault = DataVault.from_setting(DATA_KEY)
     by_data_key = f"hc:{CAMPUS}:code:" + vault.lookup_hash(tampered, "passcode")
     other = record_secret(Ed25519PrivateKey.generate())
-    by_other_key = (
-        f"hc:{CAMPUS}:code:"
-        + base64.urlsafe_b64encode(
-            hashlib.blake2b(tampered.encode(), key=other, digest_size=18).digest()
-        ).decode()
-    )
+    other_tag = hashlib.blake2b(tampered.encode(), key=other, digest_size=18).hexdigest()
+    by_other_key = f"hc:{CAMPUS}:code:{other_tag}"
     genuine_name = recorded.passes.record_key(tampered)
     assert genuine_name is not None and genuine_name not in (by_data_key, by_other_key)
+    signer = await recorded.passes.keys.signer()
+    own_tag = hashlib.blake2b(
+        tampered.encode(), key=record_secret(signer.private_key), digest_size=18
+    ).hexdigest()
+    assert genuine_name == f"hc:{CAMPUS}:code:{own_tag}"  # the same recipe, the right key
     for planted in (by_data_key, by_other_key):
         await recorded.kv.set(planted, str(42 ^ 1), 600)
     assert await _rejected(recorded, tampered) is tk.Problem.BAD_SIGNATURE
@@ -468,3 +469,18 @@ async def test_records_outlive_a_data_key_rotation(tmp_path: Path) -> None:
         assert world.kv is not None
         other = IssuedCodes(world.kv, Keyspace(CAMPUS), rotated)
         assert other.key(issued.token) == world.passes.record_key(issued.token)
+
+
+async def test_names_are_kept_for_the_last_few_texts_only(recorded: World) -> None:
+    issued_codes = recorded.passes.issued
+    assert issued_codes is not None
+    tokens = []
+    for _ in range(70):
+        tokens.append((await _issue(recorded)).token)
+        recorded.clock.advance(1)
+    assert len(set(tokens)) == 70
+    names = [issued_codes.key(t) for t in tokens]
+    assert len(issued_codes._recent) == 64  # the oldest went first
+    assert tokens[0] not in issued_codes._recent and tokens[-1] in issued_codes._recent
+    assert [issued_codes.key(f" {t}\n") for t in tokens] == names  # the same, named again
+    assert len(set(names)) == 70
