@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 # A scan names its code's entry twice, in the prefetch and in the check: the names of the
-# last few texts are kept for the second time. Few, so that no scan finds another's.
+# last few texts are kept for the second time. Few: a bound on memory, and a code scanned
+# again minutes later is named afresh, as it would be at a real gate.
 _RECENT = 64
 
 
@@ -48,8 +49,9 @@ class IssuedCodes:
 
     def key(self, text: str) -> str | None:
         """The entry a scanned text would be recorded under. None, and so no record, for
-        what is no pass code by its length, prefix and characters (a poster's link, say),
-        and for a code of a key this process has not loaded (nor signed with)."""
+        what is no pass code by its length, prefix or non-ASCII characters (a poster's link,
+        say), and for a code of a key this process has not loaded (nor signed with). Other
+        junk gets a name that nothing is recorded under; `token.parse` refuses it."""
         text = text.strip()
         name = self._recent.get(text)
         if name is not None:

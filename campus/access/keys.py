@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from campus.access.token import Verifier, key_id_for, public_bytes
 from campus.secrets import CannotDecrypt, DataVault
 from storage.models import PassKey
+
+log = logging.getLogger(__name__)
 
 
 def record_secret(private_key: Ed25519PrivateKey) -> bytes:
@@ -92,6 +95,7 @@ class KeyRing:
         self._wall = wall
         self._verifying: dict[bytes, VerifyingKey] = {}
         self._records: dict[bytes, bytes] = {}  # key id → record_secret(its private half)
+        self._unreadable: set[bytes] = set()  # rotated keys whose private half is not readable
         self._signing: SigningKey | None = None
         self._loaded_at: float | None = None
         self._lock = asyncio.Lock()
@@ -152,8 +156,16 @@ class KeyRing:
                     else:
                         try:  # a rotated key: its codes' records, until they expire
                             records[key_id] = record_secret(self._private(row))
-                        except (CannotDecrypt, ValueError):
-                            pass  # its codes are checked by their signatures
+                        except (CannotDecrypt, ValueError) as exc:
+                            # Its codes are checked by their signatures, as before records.
+                            if key_id not in self._unreadable:
+                                self._unreadable.add(key_id)
+                                log.warning(
+                                    "pass key %s: private half unreadable (%s); its codes "
+                                    "are checked by their signatures",
+                                    row.kid,
+                                    type(exc).__name__,
+                                )
             self._verifying, self._signing, self._records = verifying, signing, records
             self._loaded_at = self._mono()
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -355,7 +357,12 @@ async def test_a_record_vouches_only_for_its_own_text_and_person(
     # plants records for the tampered code: named with the data key's lookup hash (which
     # a leaked configuration file holds), and with another private key's record secret.
     vault = DataVault.from_setting(DATA_KEY)
-    by_data_key = f"hc:{CAMPUS}:code:" + vault.lookup_hash(tampered, "passcode")
+    by_data_key = (
+        f"hc:{CAMPUS}:code:"
+        + base64.urlsafe_b64encode(
+            bytes.fromhex(vault.lookup_hash(tampered, "passcode"))[:18]
+        ).decode()
+    )  # the first naming (712d57b), which took the data key alone
     other = record_secret(Ed25519PrivateKey.generate())
     other_tag = hashlib.blake2b(tampered.encode(), key=other, digest_size=18).hexdigest()
     by_other_key = f"hc:{CAMPUS}:code:{other_tag}"
@@ -454,12 +461,18 @@ async def test_a_code_on_record_still_meets_every_other_check(
 
 
 async def test_records_outlive_a_data_key_rotation(tmp_path: Path) -> None:
-    """The record's name comes from the signing key, not from the data key's list."""
+    """The record's name comes from the signing key, not from the data key: re-encrypted
+    under a new data key alone (as `healthbot keys rotate-data` leaves it, the old key
+    gone), the same key names the same records."""
     async for world in _world(f"sqlite+aiosqlite:///{tmp_path}/keys.db", recorded=True):
         issued = await _issue(world)
+        both = DataVault.from_setting(f"a-new-data-key,{DATA_KEY}")
+        async with world.sessions.begin() as s:
+            for row in (await s.execute(select(PassKey))).scalars():
+                row.private_cipher = both.rotate(row.private_cipher)
         rotated = KeyRing(
             world.sessions,
-            DataVault.from_setting(f"a-new-data-key,{DATA_KEY}"),
+            DataVault.from_setting("a-new-data-key"),
             campus=CAMPUS,
             max_validity=600,
             monotonic=world.clock.monotonic,
@@ -469,6 +482,51 @@ async def test_records_outlive_a_data_key_rotation(tmp_path: Path) -> None:
         assert world.kv is not None
         other = IssuedCodes(world.kv, Keyspace(CAMPUS), rotated)
         assert other.key(issued.token) == world.passes.record_key(issued.token)
+
+
+def test_the_record_secret_is_derived_from_the_private_seed() -> None:
+    """A known answer, by RFC 5869's HKDF written out: the secret depends on the 32-byte
+    seed (which only the key's holder has), not on anything public."""
+    seed = bytes(range(32))
+    prk = hmac.digest(b"healthbot", seed, "sha256")
+    expected = hmac.digest(prk, b"passcode-record\x01", "sha256")
+    assert expected.hex() == "9f01a1b14b627413d9a6544121c85389404db2b1ab45af9b689315d2064b9171"
+    assert record_secret(Ed25519PrivateKey.from_private_bytes(seed)) == expected
+
+
+async def test_a_rotated_key_that_cannot_be_read_leaves_its_codes_to_signatures(
+    recorded: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = await _issue(recorded)
+    await recorded.passes.keys.rotate()
+    async with recorded.sessions.begin() as s:
+        row = (
+            await s.execute(select(PassKey).where(PassKey.kid == old.claims.key_id.hex()))
+        ).scalar_one()
+        row.private_cipher = DataVault.from_setting("another-key").encrypt("x")
+    checks: list[str] = []
+    real = tk.check_signature
+
+    def counted(*args: Any) -> None:
+        checks.append("signature")
+        real(*args)
+
+    monkeypatch.setattr("campus.access.passes.check_signature", counted)
+    with caplog.at_level(logging.WARNING, "campus.access.keys"):
+        for _ in range(2):  # two reloads, one warning
+            recorded.clock.advance(61)
+            await recorded.passes.keys.verifier(old.claims.key_id)  # the reload
+            # As in a process that scans, not the one that issued (which keeps the names
+            # of the last codes it made).
+            recorded.passes.issued = recorded.issued(recorded.passes.keys)
+            assert await recorded.verify(old.token) == old.claims
+    assert checks == ["signature", "signature"]
+    assert recorded.passes.record_key(old.token) is None
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert old.claims.key_id.hex() in warning and "CannotDecrypt" in warning
+    fresh = await _issue(recorded)  # the current key is unaffected
+    assert await recorded.verify(fresh.token) == fresh.claims
+    assert checks == ["signature", "signature"]
 
 
 async def test_names_are_kept_for_the_last_few_texts_only(recorded: World) -> None:
