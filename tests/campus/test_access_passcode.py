@@ -542,3 +542,14 @@ async def test_names_are_kept_for_the_last_few_texts_only(recorded: World) -> No
     assert tokens[0] not in issued_codes._recent and tokens[-1] in issued_codes._recent
     assert [issued_codes.key(f" {t}\n") for t in tokens] == names  # the same, named again
     assert len(set(names)) == 70
+
+
+async def test_a_code_is_issued_even_when_it_cannot_be_named(
+    recorded: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await recorded.passes.keys.signer()
+    monkeypatch.setattr(recorded.passes.keys, "record_secret", lambda key_id: None)
+    with caplog.at_level(logging.WARNING, "campus.access.issued"):
+        issued = await _issue(recorded)
+    assert "not recorded" in caplog.text
+    assert await recorded.verify(issued.token) == issued.claims  # by its signature
