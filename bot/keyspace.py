@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
 class Keyspace:
     appid: str
+    # Every key starts with it, and a message names a dozen keys: built once.
+    _root: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def _root(self) -> str:
-        return f"hc:{self.appid}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_root", f"hc:{self.appid}")
 
     def state(self, openid: str) -> str:
         return f"{self._root}:{openid}:state"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import secrets
 import time
@@ -76,6 +77,10 @@ class Dispatcher:
         self._accounts = accounts
         self._services = dict(services)
         router.check_dependencies([*PER_MESSAGE, *self._services])
+        # A message's claim on the user's lock: unique among this dispatcher's messages by
+        # the count, and among workers by the random prefix (no system call per message).
+        self._owner_prefix = secrets.token_hex(8)
+        self._owners = itertools.count()
 
     async def handle(self, msg: Incoming, budget: float, once: Once | None = None) -> Reply:
         """The reply to one message. Raises Duplicate for a retry, otherwise only for faults.
@@ -92,7 +97,7 @@ class Dispatcher:
         if msg.kind == "event" and msg.event in RECEIPTS:
             return await self._receipt(msg)
         openid = msg.openid
-        owner = secrets.token_hex(8)
+        owner = f"{self._owner_prefix}{next(self._owners):x}"
         profile_key = self._accounts.profile_key(openid)
         extra = [key for keys in self._prefetch for key in keys(msg)]
         reads = [*self._states.keys(openid), *([profile_key] if profile_key else []), *extra]

@@ -13,6 +13,7 @@ hook works with mapped objects.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -153,6 +154,13 @@ class _RawStatements:
     insert: raw.Statement
 
 
+@functools.cache
+def _decisions(method: str, direction: str, reason: str) -> Any:
+    """The decisions counter's child for these labels (`labels` takes a lock and builds a
+    key on every call; the combinations are a few dozen)."""
+    return ACCESS_DECISIONS.labels(method, direction, reason)
+
+
 def _persons_read(hooked: ColumnElement[bool], dialect: str) -> tuple[_PersonsRead, _PersonsRead]:
     """The batch's persons: `WHERE id = :id` for one (a lone scan, as at a gate most of the
     day), else the list bound as one parameter (storage/batching.py's `one_of`: compiled
@@ -257,7 +265,7 @@ class AccessService:
             settled = await self._settle_core(attempts, persons)
         decisions, rows = settled
         for row in rows:  # counted once committed
-            ACCESS_DECISIONS.labels(row["method"], row["direction"], row["reason"]).inc()
+            _decisions(row["method"], row["direction"], row["reason"]).inc()
         return decisions
 
     def _counted(self, attempt: _Attempt) -> bool:
