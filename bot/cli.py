@@ -63,6 +63,7 @@ def main(verbose: bool) -> None:
 def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run the production server: /wechat, /healthz, /metrics."""
     from bot.app import create_app
+    from bot.wechat import callback
 
     settings = _settings()
     problems = settings.production_problems()
@@ -74,7 +75,14 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
         )
     app = create_app(settings, scheduler=not no_scheduler)
     app.on_startup.append(_settle_memory)
-    web.run_app(app, host=host, port=port, print=_announce(host, port), loop=_loop(settings))
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=_announce(host, port),
+        loop=_loop(settings),
+        handler_cancellation=callback.HANDLER_CANCELLATION,
+    )
 
 
 def _loop(settings: Settings) -> asyncio.AbstractEventLoop:
@@ -118,6 +126,7 @@ def _announce(host: str, port: int) -> Callable[[str], None]:
 def demo(port: int, data_dir: Path, fresh: bool, safe_mode: bool) -> None:
     """Everything on one machine: the bot, an emulated WeChat and a demo campus."""
     from bot.demo import create_demo_app, demo_settings, prepare_data_dir
+    from bot.wechat import callback
 
     prepare_data_dir(data_dir, fresh=fresh)
     settings = demo_settings(port, data_dir, safe_mode=safe_mode)
@@ -126,7 +135,14 @@ def demo(port: int, data_dir: Path, fresh: bool, safe_mode: bool) -> None:
         click.echo(f"Healthy Campus demo: open http://127.0.0.1:{port}/sim/ (Ctrl-C to stop)")
 
     app = create_demo_app(settings, port)
-    web.run_app(app, host="127.0.0.1", port=port, print=say, loop=_loop(settings))
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        print=say,
+        loop=_loop(settings),
+        handler_cancellation=callback.HANDLER_CANCELLATION,
+    )
 
 
 @main.group()

@@ -10,9 +10,10 @@ from typing import Any
 
 import xmltodict
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.wechat.callback import HANDLER_CANCELLATION
 from bot.wechat.security import Cipher, sign
 from campus.identity import resident_id_check_digit
 from campus.secrets import DataVault
@@ -25,6 +26,16 @@ ACCOUNT = "gh_testaccount"
 DATA_KEY = "test-data-key"
 
 _ids = itertools.count(7_000_000_000_000_000_000)
+
+
+class AppServer(TestServer):
+    """aiohttp's test server, run as `healthbot serve` runs the app: aiohttp's own test
+    server cancels a handler when its client hangs up, which the callback's late answers
+    must outlive (bot/wechat/callback.py, HANDLER_CANCELLATION)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        kwargs["handler_cancellation"] = HANDLER_CANCELLATION
+        return await super()._make_runner(**kwargs)
 
 
 def resident_id(prefix17: str) -> str:

@@ -31,7 +31,7 @@ from storage.models import Base
 from tests.bot.conftest import bot_settings
 from tests.health_support import PERSONS, START, seed
 from tests.health_support import id_tail as campus_id_tail
-from tests.support import DATA_KEY, FakeWeChatAPI, WeChat, id_tail, seed_campus
+from tests.support import DATA_KEY, AppServer, FakeWeChatAPI, WeChat, id_tail, seed_campus
 
 # --- `serve` refuses the demo's secrets ------------------------------------------------------
 
@@ -71,6 +71,25 @@ def test_serve_refuses_to_start_with_a_demo_default(
     for name in SECRETS:
         if name != left_default:
             assert name not in result.output
+
+
+def test_serve_keeps_handlers_running_when_wechat_hangs_up(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A late answer is handled on its request's task after WeChat got `success` and hung
+    up (bot/wechat/callback.py): aiohttp must not cancel handlers on a lost connection."""
+    from aiohttp import web
+
+    from bot.cli import main
+
+    for name, value in SECRETS.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("HEALTHBOT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/serve.db")
+    served: dict[str, Any] = {}
+    clean_env.setattr(web, "run_app", lambda app, **kwargs: served.update(kwargs))
+    result = CliRunner().invoke(main, ["serve", "--port", "18999", "--no-scheduler"])
+    assert result.exit_code == 0, result.output
+    assert served["handler_cancellation"] is False
 
 
 def test_production_settings_have_no_problems_and_insecure_needs_saying_so(
@@ -134,7 +153,7 @@ async def campus_bot(
     clock = FrozenClock(START.timestamp())
     settings = bot_settings(tmp_path, str(server.make_url("")).rstrip("/"))
     app = create_app(settings, clock=clock)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(AppServer(app))
     await seed(app[K.SESSIONS], START - timedelta(days=30))
     yield WeChat(client, now=clock.time)
 
@@ -240,11 +259,11 @@ async def test_binding_works_across_a_data_key_rotation(
     server = await aiohttp_server(fake.app())
     api = str(server.make_url("")).rstrip("/")
     first = create_app(bot_settings(tmp_path, api))
-    client = await aiohttp_client(first)
+    client = await aiohttp_client(AppServer(first))
     await seed_campus(first[K.SESSIONS], DataVault.from_setting(DATA_KEY))
     await client.close()
     rotated = create_app(bot_settings(tmp_path, api, data_key=f"rotated-key,{DATA_KEY}"))
-    wechat = WeChat(await aiohttp_client(rotated))
+    wechat = WeChat(await aiohttp_client(AppServer(rotated)))
     assert "绑定成功" in await wechat.say("o_s1", f"绑定 S001 {id_tail('S001')}")
     assert "绑定成功" not in await wechat.say("o_s2", "绑定 S002 000000")
     reply = await wechat.say("o_s2", f"绑定 S002 {id_tail('S002')}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -21,6 +22,11 @@ from bot.wechat.render import SUCCESS, encrypt_reply, render
 from bot.wechat.security import CallbackRejected, Cipher, check_signature, check_timestamp
 
 log = logging.getLogger(__name__)
+
+# A message is handled on its request's own task, and a late one goes on after WeChat got
+# `success` at the deadline and hung up (see _Late): servers of this callback run with
+# aiohttp's handler cancellation off, its default, which `healthbot serve` states.
+HANDLER_CANCELLATION = False
 
 # The two outcomes of nearly every request, bound once (labels() takes a lock each call).
 _REPLIED = CALLBACK_REQUESTS.labels("reply")
@@ -76,7 +82,7 @@ class Callback:
     def _tolerance(self) -> int:
         return self._config.timestamp_tolerance
 
-    async def post(self, request: web.Request) -> web.Response:
+    async def post(self, request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._config.reply_deadline
         try:
@@ -86,14 +92,17 @@ class Callback:
         except CallbackRejected as exc:
             return self._reject(exc)
         try:
-            plain = await self._answer(msg, deadline)
+            answer = await self._answer(msg, deadline, request)
         except Exception:
             # The shared store itself failed (Redis down, pool exhausted): the user still gets
             # a polite answer, never a 500, and WeChat's retry will try again.
             CALLBACK_REQUESTS.labels("error").inc()
             log.exception("could not process a %s message", msg.kind)
             sorry = self._sorry(msg, busy=False).first
-            plain = render(sorry, openid=msg.openid, account=msg.account)
+            answer = render(sorry, openid=msg.openid, account=msg.account)
+        if not isinstance(answer, str):
+            return answer  # `success`, sent when the deadline passed (see _Late)
+        plain = answer
         if safe and self._cipher is not None:
             return _xml(encrypt_reply(plain, self._cipher, self._config.token))
         return _xml(plain)
@@ -134,36 +143,57 @@ class Callback:
         except UnicodeDecodeError as exc:
             raise CallbackRejected(400, "body is not UTF-8") from exc
 
-    async def _answer(self, msg: Incoming, deadline: float) -> str:
+    async def _answer(
+        self, msg: Incoming, deadline: float, request: web.Request
+    ) -> str | web.StreamResponse:
+        """The passive reply's plaintext; or, once the deadline passed, the response that
+        answered `success` then (the answer goes as a customer-service message).
+
+        The message is handled on the request's own task; a timer at the deadline has
+        `success` written for WeChat at once, while the handling goes on (see _Late)."""
         if not claims(msg):
             return await self._answer_unclaimed(msg, deadline)
         loop = asyncio.get_running_loop()
         key = msg.dedup_key
         once = self._dedup.once(key, lambda reply: self._render(msg, reply))
-        task = loop.create_task(self._dispatch(msg, deadline, once))
-        if not await _finished(task, deadline):
-            # Too slow for the passive reply: WeChat gets "success" now and the user gets
-            # the answer as a customer-service message when it is ready; retries get
-            # "success" (the dispatcher stamps that once it sees `late`).
-            CALLBACK_REQUESTS.labels("late").inc()
-            once.late = True
-            task.add_done_callback(lambda t: self._deliver_late(msg, t, once))
-            return SUCCESS
+        late = _Late(request, once, self._late)
+        timer = loop.call_at(deadline, late.begin)
+        outcome: Reply | Duplicate
         try:
-            reply = task.result()
+            outcome = await self._dispatch(msg, deadline, once)
         except Duplicate as dup:
+            outcome = dup
+        except Exception:
+            timer.cancel()
+            if late.response is None:
+                raise
+            # The store failed after `success` went out: nothing more can be done for it.
+            log.warning("could not finish a late %s message", msg.kind, exc_info=True)
+            self._settle_late(once)
+            return await late.answered()
+        except BaseException:
+            timer.cancel()
+            raise
+        timer.cancel()
+        if late.response is not None:
+            self._settle_late(once)
+            if isinstance(outcome, Reply):  # not a retry of a message answered elsewhere
+                first = [outcome.first] if isinstance(outcome.first, Text | Image) else []
+                self._courier.send(msg.openid, [*first, *outcome.follow_ups], wait=False)
+            return await late.answered()
+        if isinstance(outcome, Duplicate):
             DEDUP_HITS.inc()
             CALLBACK_REQUESTS.labels("duplicate").inc()
-            if dup.value != PENDING:
-                return dup.value.decode()
+            if outcome.value != PENDING:
+                return outcome.value.decode()
             stored = await self._dedup.wait(key, max(0.0, deadline - loop.time()))
             return stored if stored is not None else SUCCESS
         # Stamped in the dispatcher's last round trip; unclaimed (gave up before its first
         # round trip): answered, and a retry runs anew.
-        plain = once.plain if once.plain is not None else self._render(msg, reply)
+        plain = once.plain if once.plain is not None else self._render(msg, outcome)
         if once.is_claimed:  # not before: the waiters may be another delivery's
             self._dedup.settled(key)
-        self._courier.send(msg.openid, reply.follow_ups)
+        self._courier.send(msg.openid, outcome.follow_ups)
         (_EMPTY if plain == SUCCESS else _REPLIED).inc()
         return plain
 
@@ -216,21 +246,17 @@ class Callback:
             text = _("Sorry, something went wrong on our side. Please try again in a minute.")
         return Reply(Text(text))
 
-    def _deliver_late(self, msg: Incoming, task: asyncio.Task[Reply], once: Once) -> None:
-        if once.is_claimed:
-            if once.plain is not None:
-                # Stamped with the passive reply just before the deadline passed: it goes as
-                # a push instead, so a retry must get `success`.
-                late = asyncio.create_task(self._stamp_success(once.key))
-                self._late.add(late)
-                late.add_done_callback(self._late.discard)
-            else:
-                self._dedup.settled(once.key)
-        if task.cancelled() or task.exception() is not None:
-            return  # a retry of a message answered elsewhere, or the store failed: logged
-        reply = task.result()
-        first = [reply.first] if isinstance(reply.first, Text | Image) else []
-        self._courier.send(msg.openid, [*first, *reply.follow_ups], wait=False)
+    def _settle_late(self, once: Once) -> None:
+        """A delivery answered `success` at the deadline has finished: a reply it stamped in
+        time is replaced by `success` (it goes as a push, and must not come twice)."""
+        if not once.is_claimed:
+            return
+        if once.plain is not None:
+            late = asyncio.create_task(self._stamp_success(once.key))
+            self._late.add(late)
+            late.add_done_callback(self._late.discard)
+        else:
+            self._dedup.settled(once.key)
 
     async def _stamp_success(self, key: str) -> None:
         try:
@@ -244,24 +270,46 @@ class Callback:
         return web.Response(status=exc.status, text=exc.reason)
 
 
-async def _finished(task: asyncio.Task[Reply], deadline: float) -> bool:
-    """Wait for `task` until the loop's clock reads `deadline`: whether it finished. The task
-    is left running either way (asyncio.wait, with its sets and callbacks, in a few lines)."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
+class _Late:
+    """The deadline of one message's passive reply. When it passes (`begin`, from a timer),
+    WeChat gets `success` at once, written by a task of its own while the message's handling
+    goes on in the request's task; that task then returns the same response (`answered`),
+    which aiohttp finds sent. The connection closes after it, so that no next request on it
+    waits for the handling to end."""
 
-    def wake(_: object = None) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
+    __slots__ = ("_once", "_request", "_sending", "_tasks", "response")
 
-    timer = loop.call_at(deadline, wake)
-    task.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        task.remove_done_callback(wake)
-    return task.done()
+    def __init__(self, request: web.Request, once: Once, tasks: set[asyncio.Task[None]]) -> None:
+        self._request = request
+        self._once = once
+        self._tasks = tasks
+        self._sending: asyncio.Task[None] | None = None
+        self.response: web.StreamResponse | None = None
+
+    def begin(self) -> None:
+        CALLBACK_REQUESTS.labels("late").inc()
+        # The dispatcher stamps `success` for retries once it sees this.
+        self._once.late = True
+        response = _xml(SUCCESS)
+        response.force_close()
+        self.response = response
+        self._sending = asyncio.get_running_loop().create_task(self._send(response))
+        self._tasks.add(self._sending)
+        self._sending.add_done_callback(self._tasks.discard)
+
+    async def _send(self, response: web.StreamResponse) -> None:
+        try:
+            await response.prepare(self._request)
+            await response.write_eof()
+        except Exception as exc:  # WeChat hung up: the push still goes
+            log.info("could not answer success at the deadline: %s", type(exc).__name__)
+
+    async def answered(self) -> web.StreamResponse:
+        """The response sent at the deadline, once it is written."""
+        assert self.response is not None and self._sending is not None
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._sending)
+        return self.response
 
 
 def _xml(body: str) -> web.Response:

@@ -14,7 +14,7 @@ from bot.app import create_app
 from bot.clock import Clock
 from bot.kv import KV
 from bot.settings import Settings
-from tests.support import APPID, DATA_KEY, TOKEN, FakeWeChatAPI, WeChat, seed_campus
+from tests.support import APPID, DATA_KEY, TOKEN, AppServer, FakeWeChatAPI, WeChat, seed_campus
 
 MakeBot = Callable[..., Awaitable[WeChat]]
 
@@ -47,7 +47,7 @@ def make_bot(tmp_path: Path, aiohttp_client: Any, fake_api: FakeWeChatAPI) -> Ma
     ) -> WeChat:
         settings = bot_settings(tmp_path, fake_api.base, **overrides)  # type: ignore[attr-defined]
         app = create_app(settings, clock=clock, kv=kv)
-        client = await aiohttp_client(app)
+        client = await aiohttp_client(AppServer(app))
         if seed:
             await seed_campus(app[K.SESSIONS], app[K.SERVICES]["vault"])
         return WeChat(

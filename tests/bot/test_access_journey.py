@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, unused_port
 from bot.access_admin import make_poster
 from bot.demo import create_demo_app, demo_settings, prepare_data_dir
 from tests.access_support import decode_qr
+from tests.support import AppServer
 
 
 async def _send(client: TestClient[Any, Any], openid: str, **action: Any) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ async def test_code_guard_scan_and_place_check_in(aiohttp_client: Any, tmp_path:
     prepare_data_dir(data, fresh=True)
     settings = demo_settings(port, data, safe_mode=False)
     client: TestClient[Any, Any] = await aiohttp_client(
-        create_demo_app(settings, port), server_kwargs={"port": port}
+        AppServer(create_demo_app(settings, port), port=port)
     )
     personas = {
         p["person_no"]: p

@@ -271,3 +271,41 @@ async def test_a_retry_on_another_worker_gets_the_apology_of_a_failed_first(
     finally:
         await shared.close()
         await other.inner.close()
+
+
+class BrokenAfterDelay(MemoryKV):
+    """The store goes down while a message is being handled: its last round trip and the
+    apology's stamp both fail, after the reply deadline has passed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken_for: str | None = None
+        self.down = False
+
+    async def leave(self, lock: str, *args: Any, **kwargs: Any) -> None:
+        if self.broken_for is not None and self.broken_for in lock:
+            await asyncio.sleep(0.4)
+            self.down = True
+            raise ConnectionError("store lost")
+        await super().leave(lock, *args, **kwargs)
+
+    async def set(self, key: str, value: bytes | str, ttl: float, *, nx: bool = False) -> bool:
+        if self.down:
+            raise ConnectionError("store lost")
+        return await super().set(key, value, ttl, nx=nx)
+
+
+async def test_the_store_failing_after_the_deadline_leaves_the_success_answer_alone(
+    make_bot: MakeBot, caplog: Any
+) -> None:
+    kv = BrokenAfterDelay()
+    wechat = await make_bot(kv=kv, reply_deadline=0.2)
+    await wechat.say("o_warm", "帮助")
+    kv.broken_for = "o_gone"
+    # One answer, `success`, at the deadline: the failure after it neither writes a second
+    # response on the connection nor turns it into a 500.
+    assert await wechat.post(text_xml("o_gone", "帮助", msg_id=7)) == (200, "success")
+    await asyncio.sleep(0.5)
+    assert "could not finish a late text message" in caplog.text
+    kv.broken_for, kv.down = None, False
+    assert "你可以发送" in await wechat.say("o_other", "帮助")

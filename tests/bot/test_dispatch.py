@@ -172,6 +172,46 @@ async def test_slow_handler_replies_success_then_a_customer_service_message(
     assert "绑定成功" in fake_api.sent[0]["text"]["content"]
 
 
+async def test_a_late_answer_is_success_at_the_deadline_and_outlives_the_hang_up(
+    make_bot: MakeBot, fake_api: FakeWeChatAPI
+) -> None:
+    wechat = await make_bot(reply_deadline=0.2)
+    binding = wechat.client.app[K.SERVICES]["binding"]
+    original = binding.bind
+    finished = asyncio.Event()
+
+    async def slow_bind(*args: Any) -> Any:
+        await asyncio.sleep(0.6)
+        try:
+            return await original(*args)
+        finally:
+            finished.set()
+
+    binding.bind = slow_bind
+    from tests.support import id_tail
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await wechat.client.post(
+        "/wechat",
+        params=wechat.params(),
+        data=text_xml("o_hangup", f"绑定 S001 {id_tail('S001')}").encode(),
+    )
+    assert (resp.status, await resp.text()) == (200, "success")
+    # At the deadline, not when the handling ended; and on a connection that then closes,
+    # so that WeChat's next message does not queue behind this one.
+    assert loop.time() - started < 0.5 and not finished.is_set()
+    assert resp.headers.get("Connection", "").lower() == "close"
+    resp.close()  # WeChat hangs up: the handling goes on and the answer is pushed
+    await asyncio.wait_for(finished.wait(), 5)
+    for _ in range(50):
+        if fake_api.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert [m["touser"] for m in fake_api.sent] == ["o_hangup"]
+    assert "绑定成功" in fake_api.sent[0]["text"]["content"]
+
+
 async def test_rate_limit_answers_politely_once(make_bot: MakeBot) -> None:
     clock = FrozenClock(1_800_000_000)
     wechat = await make_bot(clock=clock, rate_limit_per_minute=5)
