@@ -7,7 +7,9 @@
    state the codes are on record there, as codes the bot issues are (campus/access/issued.py):
    scans recognise them without a signature check; `--unrecorded` leaves them off record.
 2. Starts `healthbot serve` and the echo reference (bench/echo_server.py), both pinned to
-   core 0, and puts every guard on duty through the callback (`上岗 BGATE`).
+   core 0, and puts every guard on duty through the callback (`上岗 BGATE`). With Redis
+   state and no --redis-url, the bot's Redis is a redis-server of the run's own, pinned to
+   core 1 with the load.
 3. From core 1: wrk (closed loop, `-t1 -cN --latency`) with bench/wrk/verify.lua against the
    bot, then the same requests against the echo server; then the open-loop generator
    (bench/verify_load.py) at fixed rates, the bot and then the echo server; each request's
