@@ -116,6 +116,14 @@ def test_compose_bot_containers_are_locked_down() -> None:
         assert "user" not in s, f"{name} must keep the image's non-root user"
 
 
+def test_compose_lets_workers_finish_late_answers_when_stopped() -> None:
+    # A late answer goes on after WeChat got `success` (deadline 4.5 s, lock wait up to 5 s
+    # more); a stop must leave time for it and its push, beyond Docker's default 10 s.
+    for name, s in by_command(compose()["services"], "serve").items():
+        grace = str(s.get("stop_grace_period", "10s"))
+        assert grace.endswith("s") and int(grace[:-1]) >= 20, name
+
+
 def test_the_example_settings_are_real_settings_for_several_processes() -> None:
     names = set(re.findall(r"^#?\s*(HEALTHBOT_[A-Z_]+)=", ENV_EXAMPLE.read_text(), re.M))
     known = {f"HEALTHBOT_{field.upper()}" for field in Settings.model_fields}

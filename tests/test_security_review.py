@@ -89,6 +89,9 @@ def test_serve_keeps_handlers_running_when_wechat_hangs_up(
     clean_env.setattr(web, "run_app", lambda app, **kwargs: served.update(kwargs))
     result = CliRunner().invoke(main, ["serve", "--port", "18999", "--no-scheduler"])
     assert result.exit_code == 0, result.output
+    assert served.pop("handler_cancellation") is False
+    result = CliRunner().invoke(main, ["demo", "--port", "18999", "--data", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
     assert served["handler_cancellation"] is False
 
 

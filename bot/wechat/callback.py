@@ -172,7 +172,11 @@ class Callback:
             self._settle_late(once)
             return await late.answered()
         except BaseException:
+            # Cancelled (a shutdown that stopped waiting): the claim expires in its own time,
+            # and no local waiter is left behind for ever.
             timer.cancel()
+            if once.is_claimed:
+                self._dedup.settled(key)
             raise
         timer.cancel()
         if late.response is not None:

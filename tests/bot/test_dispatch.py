@@ -181,7 +181,7 @@ async def test_a_late_answer_is_success_at_the_deadline_and_outlives_the_hang_up
     finished = asyncio.Event()
 
     async def slow_bind(*args: Any) -> Any:
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(2)
         try:
             return await original(*args)
         finally:
@@ -200,7 +200,7 @@ async def test_a_late_answer_is_success_at_the_deadline_and_outlives_the_hang_up
     assert (resp.status, await resp.text()) == (200, "success")
     # At the deadline, not when the handling ended; and on a connection that then closes,
     # so that WeChat's next message does not queue behind this one.
-    assert loop.time() - started < 0.5 and not finished.is_set()
+    assert loop.time() - started < 1.5 and not finished.is_set()
     assert resp.headers.get("Connection", "").lower() == "close"
     resp.close()  # WeChat hangs up: the handling goes on and the answer is pushed
     await asyncio.wait_for(finished.wait(), 5)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import uvloop
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bot.app import create_app
 from bot.loop import new_loop
 from bot.resp import RespClient
 from bot.settings import Settings
-from tests.support import APPID, TOKEN, WeChat
+from tests.support import APPID, TOKEN, AppServer, WeChat
 
 
 def test_the_loop_is_uvloop_unless_asyncio_is_asked_for() -> None:
@@ -71,7 +71,7 @@ def test_the_bot_answers_a_message_on_either_loop(
         finally:
             await resp.execute("DEL", key)
             await resp.close()
-        client = TestClient(TestServer(create_app(settings)))
+        client = TestClient(AppServer(create_app(settings)))
         await client.start_server()
         try:
             return await WeChat(client).say(f"o_loop_{secrets.token_hex(4)}", "帮助")

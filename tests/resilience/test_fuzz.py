@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import pytest
 import xmltodict
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
@@ -38,7 +38,7 @@ from bot.wechat.security import sign
 from handlers import build_router
 from storage.models import Person, WeChatAccount
 from tests.resilience.conftest import SECRET, EmulatedWeChat
-from tests.support import ACCOUNT, AES_KEY, DATA_KEY, TOKEN, id_tail, seed_campus
+from tests.support import ACCOUNT, AES_KEY, DATA_KEY, TOKEN, AppServer, id_tail, seed_campus
 
 pytestmark = [pytest.mark.postgres]
 
@@ -286,7 +286,7 @@ def bot(postgres_url: str, tmp_path: Path) -> Iterator[Bot]:
 
 
 async def _client(app: Any) -> TestClient[Any, Any]:
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = TestClient(AppServer(app))
     await client.start_server()
     return client
 

@@ -34,7 +34,7 @@ from simulator.clock import ManualClock
 from simulator.keys import STATE
 from simulator.state import SimulatorState
 from storage.models import OutboxMessage, Person, WeChatAccount
-from tests.support import APPID, DATA_KEY, TOKEN, seed_campus
+from tests.support import APPID, DATA_KEY, TOKEN, AppServer, seed_campus
 
 SECRET = "rig-secret"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -172,7 +172,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     sim_port = unused_port()
     settings = rig_settings(tmp_path, f"http://127.0.0.1:{sim_port}/sim/api")
     app = create_app(settings, clock=clock, kv=MemoryKV())
-    bot_server = TestServer(app)
+    bot_server = AppServer(app)
     await bot_server.start_server()
     sim_app = create_simulator_app(
         SimulatorConfig(

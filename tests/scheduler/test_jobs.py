@@ -30,7 +30,7 @@ from storage.engine import create_engine, session_factory
 from storage.migrate import upgrade
 from storage.models import OutboxMessage, Unit, UnitResponsible
 from tests.scheduler.conftest import NOON, Rig, rig_settings
-from tests.support import DATA_KEY, seed_campus
+from tests.support import DATA_KEY, AppServer, seed_campus
 
 
 async def test_housekeeping_requeues_purges_and_counts(rig: Rig) -> None:
@@ -81,7 +81,7 @@ async def test_a_schedule_naming_an_unknown_job_stops_start_up(tmp_path: Path) -
 async def test_serve_runs_the_scheduler_and_stops_it(tmp_path: Path, aiohttp_client: Any) -> None:
     settings = rig_settings(tmp_path, "http://127.0.0.1:9")
     app = create_app(settings, clock=FrozenClock(NOON.timestamp()), scheduler=True)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(AppServer(app))
     runner = app[K.SCHEDULER]
     assert runner.elector.is_leader  # alone, in memory
     assert runner.dispatcher is not None
