@@ -104,7 +104,7 @@ async def test_commands_still_in_the_write_buffer_fail_when_the_connection_dies(
     client: RespClient,
 ) -> None:
     assert await client.execute("PING") == b"PONG"
-    assert await client.execute("PING") == b"PONG"  # both slots open
+    assert await client.execute("PING") == b"PONG"  # every slot open
     calls = [asyncio.ensure_future(client.execute("GET", f"k{i}")) for i in range(10)]
     await asyncio.sleep(0)  # queued in the coalescing buffer, the write not yet made
     for connection in client._slots:
