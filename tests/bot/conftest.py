@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,23 @@ from bot.settings import Settings
 from tests.support import APPID, DATA_KEY, TOKEN, AppServer, FakeWeChatAPI, WeChat, seed_campus
 
 MakeBot = Callable[..., Awaitable[WeChat]]
+
+
+def slow_binding(wechat: WeChat, delay: float) -> asyncio.Event:
+    """Make the bot's `bind` take `delay` seconds more; the event is set when a call ends."""
+    binding = wechat.client.app[K.SERVICES]["binding"]
+    original = binding.bind
+    finished = asyncio.Event()
+
+    async def slow_bind(*args: Any) -> Any:
+        await asyncio.sleep(delay)
+        try:
+            return await original(*args)
+        finally:
+            finished.set()
+
+    binding.bind = slow_bind
+    return finished
 
 
 @pytest.fixture

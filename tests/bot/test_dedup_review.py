@@ -13,7 +13,7 @@ from bot import appkeys as K
 from bot.i18n import translator
 from bot.kv import KV, MemoryKV, Stamp
 from bot.wechat.dedup import PENDING
-from tests.bot.conftest import MakeBot
+from tests.bot.conftest import MakeBot, slow_binding
 from tests.support import FakeWeChatAPI, id_tail, text_xml
 
 SORRY = "Sorry, something went wrong on our side. Please try again in a minute."
@@ -199,14 +199,7 @@ async def test_a_late_answer_leaves_no_local_waiter_behind(
     make_bot: MakeBot, fake_api: FakeWeChatAPI
 ) -> None:
     wechat = await make_bot(reply_deadline=0.2)
-    binding = wechat.client.app[K.SERVICES]["binding"]
-    original = binding.bind
-
-    async def slow_bind(*args: Any) -> Any:
-        await asyncio.sleep(0.4)
-        return await original(*args)
-
-    binding.bind = slow_bind
+    slow_binding(wechat, 0.4)
     xml = text_xml("o_late_leak", f"绑定 S001 {id_tail('S001')}", msg_id=6)
     assert await wechat.post(xml) == (200, "success")
     for _ in range(60):

@@ -17,7 +17,7 @@ from bot.kv import KV, Stamp
 from bot.replies import Message, Text
 from bot.wechat.messages import Incoming
 from campus.accounts import DROPPED, Principal, drop_principal
-from tests.bot.conftest import MakeBot
+from tests.bot.conftest import MakeBot, slow_binding
 from tests.support import FakeWeChatAPI, text_xml
 
 KEYS = Keyspace("wxdispatchtest")
@@ -152,14 +152,7 @@ async def test_slow_handler_replies_success_then_a_customer_service_message(
     make_bot: MakeBot, fake_api: FakeWeChatAPI
 ) -> None:
     wechat = await make_bot(reply_deadline=0.2)
-    binding = wechat.client.app[K.SERVICES]["binding"]
-    original = binding.bind
-
-    async def slow_bind(*args: Any) -> Any:
-        await asyncio.sleep(0.5)
-        return await original(*args)
-
-    binding.bind = slow_bind
+    slow_binding(wechat, 0.5)
     from tests.support import id_tail
 
     status, body = await wechat.post(text_xml("o_late", f"绑定 S001 {id_tail('S001')}"))
@@ -176,18 +169,7 @@ async def test_a_late_answer_is_success_at_the_deadline_and_outlives_the_hang_up
     make_bot: MakeBot, fake_api: FakeWeChatAPI
 ) -> None:
     wechat = await make_bot(reply_deadline=0.2)
-    binding = wechat.client.app[K.SERVICES]["binding"]
-    original = binding.bind
-    finished = asyncio.Event()
-
-    async def slow_bind(*args: Any) -> Any:
-        await asyncio.sleep(2)
-        try:
-            return await original(*args)
-        finally:
-            finished.set()
-
-    binding.bind = slow_bind
+    finished = slow_binding(wechat, 2)
     from tests.support import id_tail
 
     loop = asyncio.get_running_loop()
@@ -244,14 +226,7 @@ async def test_a_retry_after_a_late_answer_gets_success_and_no_second_push(
     make_bot: MakeBot, fake_api: FakeWeChatAPI
 ) -> None:
     wechat = await make_bot(reply_deadline=0.2)
-    binding = wechat.client.app[K.SERVICES]["binding"]
-    original = binding.bind
-
-    async def slow_bind(*args: Any) -> Any:
-        await asyncio.sleep(0.4)
-        return await original(*args)
-
-    binding.bind = slow_bind
+    slow_binding(wechat, 0.4)
     from tests.support import id_tail
 
     xml = text_xml("o_late2", f"绑定 S001 {id_tail('S001')}", msg_id=501)
