@@ -78,6 +78,36 @@ async def test_a_writer_gives_up_after_the_busy_limit(
         await engine.dispose()
 
 
+async def test_a_busy_statement_is_retried_often_at_first_and_seldom_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lock held for milliseconds (the WAL restart) costs the batch waiting on it about
+    that, not the next power of two; a lock held for seconds is polled every 50 ms."""
+    sleeps: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    monkeypatch.setattr(inloop.asyncio, "sleep", sleep)
+    tries = 0
+
+    def locked_for(n: int) -> str:
+        nonlocal tries
+        tries += 1
+        if tries <= n:
+            raise sqlite3.OperationalError("database is locked")
+        return "written"
+
+    assert await inloop.patiently(locked_for, 10) == "written"
+    assert sleeps == [0.001] + [0.002] * 9  # 19 ms asleep, not 1+2+4+…+50 = 213
+    sleeps.clear()
+    tries = 0
+    assert await inloop.patiently(locked_for, 150) == "written"
+    assert len(sleeps) == 150
+    assert sleeps[30] == pytest.approx(sum(sleeps[:30]) / 10)  # a tenth of the wait so far
+    assert sleeps[44] < 0.05 and sleeps[45:] == [0.05] * 105
+
+
 async def test_the_aiosqlite_thread_is_still_there_when_asked_for(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite", sqlite_inloop=False)
     try:
