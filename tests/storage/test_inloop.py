@@ -82,13 +82,18 @@ async def test_a_busy_statement_is_retried_often_at_first_and_seldom_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A lock held for milliseconds (the WAL restart) costs the batch waiting on it about
-    that, not the next power of two; a lock held for seconds is polled every 50 ms."""
+    that, not the next power of two; a lock held for seconds is polled every 50 ms, and the
+    statement gives up after BUSY_LIMIT seconds by the clock."""
+    now = 0.0
     sleeps: list[float] = []
 
     async def sleep(delay: float) -> None:
+        nonlocal now
         sleeps.append(delay)
+        now += delay
 
-    monkeypatch.setattr(inloop.asyncio, "sleep", sleep)
+    monkeypatch.setattr(inloop, "_clock", lambda: now)
+    monkeypatch.setattr(inloop, "_sleep", sleep)
     tries = 0
 
     def locked_for(n: int) -> str:
@@ -99,13 +104,45 @@ async def test_a_busy_statement_is_retried_often_at_first_and_seldom_later(
         return "written"
 
     assert await inloop.patiently(locked_for, 10) == "written"
-    assert sleeps == [0.001] + [0.002] * 9  # 19 ms asleep, not 1+2+4+…+50 = 213
+    assert sleeps == [0.001] + [0.002] * 9  # 19 ms asleep; doubling: 1+2+4+…+32+4×50 = 263
+    assert now == pytest.approx(0.019)
+
     sleeps.clear()
-    tries = 0
+    tries, now = 0, 0.0
     assert await inloop.patiently(locked_for, 150) == "written"
     assert len(sleeps) == 150
-    assert sleeps[30] == pytest.approx(sum(sleeps[:30]) / 10)  # a tenth of the wait so far
-    assert sleeps[44] < 0.05 and sleeps[45:] == [0.05] * 105
+    assert all(d >= 0.002 for d in sleeps[1:])
+    # Past 20 ms waited, each sleep is a tenth of the wait so far, up to 50 ms.
+    for i, delay in enumerate(sleeps[1:], start=1):
+        assert delay == pytest.approx(min(max(0.002, sum(sleeps[:i]) / 10), 0.05))
+    assert sleeps[-1] == 0.05 and sleeps.count(0.05) > 100
+
+    tries, now = 0, 0.0
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await inloop.patiently(locked_for, 10_000)
+    assert inloop.BUSY_LIMIT <= now < inloop.BUSY_LIMIT + 0.05
+
+
+async def test_a_busy_wait_is_counted_by_the_clock_not_by_the_sleeps_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a busy loop a 1 ms sleep may last 10: the limit is of time waited."""
+    now = 0.0
+
+    async def slow_sleep(delay: float) -> None:
+        nonlocal now
+        now += delay + 0.01  # the loop came back late
+
+    monkeypatch.setattr(inloop, "_clock", lambda: now)
+    monkeypatch.setattr(inloop, "_sleep", slow_sleep)
+    monkeypatch.setattr(inloop, "BUSY_LIMIT", 1.0)
+
+    def locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError):
+        await inloop.patiently(locked)
+    assert 1.0 <= now < 1.1
 
 
 async def test_the_aiosqlite_thread_is_still_there_when_asked_for(tmp_path: Path) -> None:
