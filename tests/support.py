@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,20 @@ class AppServer(TestServer):
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
         kwargs["handler_cancellation"] = HANDLER_CANCELLATION
         return await super()._make_runner(**kwargs)
+
+
+def reserved_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A TCP socket bound to a free port, and kept: for a server whose address another's
+    settings must name before it starts. A port only found free (aiohttp's `unused_port`)
+    can be taken meanwhile, by the next server bound to port 0."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
 
 
 def resident_id(prefix17: str) -> str:

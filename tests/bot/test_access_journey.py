@@ -13,12 +13,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, unused_port
+from aiohttp.test_utils import TestClient
 
 from bot.access_admin import make_poster
 from bot.demo import create_demo_app, demo_settings, prepare_data_dir
 from tests.access_support import decode_qr
-from tests.support import AppServer
+from tests.support import AppServer, port_of, reserved_socket
 
 
 async def _send(client: TestClient[Any, Any], openid: str, **action: Any) -> list[dict[str, Any]]:
@@ -41,12 +41,13 @@ async def _menu_keys(client: TestClient[Any, Any], openid: str) -> set[str]:
 
 
 async def test_code_guard_scan_and_place_check_in(aiohttp_client: Any, tmp_path: Path) -> None:
-    port = unused_port()
+    sock = reserved_socket()
+    port = port_of(sock)
     data = tmp_path / "demo"
     prepare_data_dir(data, fresh=True)
     settings = demo_settings(port, data, safe_mode=False)
     client: TestClient[Any, Any] = await aiohttp_client(
-        AppServer(create_demo_app(settings, port), port=port)
+        AppServer(create_demo_app(settings, port), port=port, socket_factory=lambda *_: sock)
     )
     personas = {
         p["person_no"]: p

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from bot.demo import create_demo_app, demo_settings, prepare_data_dir
+from tests.support import port_of, reserved_socket
 
 CHROMIUM = os.environ.get("HEALTHBOT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,13 +35,14 @@ class Demo:
 
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
-    port = unused_port()
+    sock = reserved_socket()
+    port = port_of(sock)
     data = tmp_path / "demo-data"
     prepare_data_dir(data, fresh=True)
     app = create_demo_app(demo_settings(port, data, safe_mode=False), port)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.SockSite(runner, sock).start()
     try:
         yield Demo(f"http://127.0.0.1:{port}", app)
     finally:

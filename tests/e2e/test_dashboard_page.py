@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from bot import appkeys as K
 from bot.app import create_app
 from bot.clock import FrozenClock
 from bot.settings import Settings
 from tests.campus.test_dashboard_queries import NOW, Seeded, seed_dashboard
-from tests.support import DATA_KEY
+from tests.support import DATA_KEY, port_of, reserved_socket
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +36,8 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    port = unused_port()
+    sock = reserved_socket()
+    port = port_of(sock)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=f"sqlite+aiosqlite:///{tmp_path}/dash.db",
@@ -47,7 +47,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     app = create_app(settings, clock=FrozenClock(NOW.timestamp()))
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.SockSite(runner, sock).start()
     try:
         seeded = await seed_dashboard(app[K.SESSIONS], extra_per_class=EXTRA)
         yield Site(f"http://127.0.0.1:{port}", app, seeded)

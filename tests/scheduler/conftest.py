@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer, unused_port
+from aiohttp.test_utils import TestServer
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,7 +34,15 @@ from simulator.clock import ManualClock
 from simulator.keys import STATE
 from simulator.state import SimulatorState
 from storage.models import OutboxMessage, Person, WeChatAccount
-from tests.support import APPID, DATA_KEY, TOKEN, AppServer, seed_campus
+from tests.support import (
+    APPID,
+    DATA_KEY,
+    TOKEN,
+    AppServer,
+    port_of,
+    reserved_socket,
+    seed_campus,
+)
 
 SECRET = "rig-secret"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -169,7 +177,8 @@ def rig_settings(tmp_path: Path, api_base: str, **overrides: Any) -> Settings:
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     clock = FrozenClock(NOON.timestamp())
     sim_clock = ManualClock(NOON.timestamp())
-    sim_port = unused_port()
+    sim_socket = reserved_socket()
+    sim_port = port_of(sim_socket)
     settings = rig_settings(tmp_path, f"http://127.0.0.1:{sim_port}/sim/api")
     app = create_app(settings, clock=clock, kv=MemoryKV())
     bot_server = AppServer(app)
@@ -189,7 +198,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     state.template_report_delay = 0
     parent = web.Application()
     parent.add_subapp("/sim/", sim_app)
-    sim_server = TestServer(parent, port=sim_port)
+    sim_server = TestServer(parent, port=sim_port, socket_factory=lambda *_: sim_socket)
     await sim_server.start_server()
     try:
         await seed_campus(app[K.SESSIONS], app[K.SERVICES]["vault"])
