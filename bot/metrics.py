@@ -66,3 +66,16 @@ BATCH_SIZE = Histogram(
     ["batcher"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+
+# Rows written behind (storage/behind.py).
+ROWS_BEHIND = Gauge(
+    "healthbot_rows_behind",
+    "Rows queued to be written behind and not committed yet, by queue.",
+    ["queue"],
+    multiprocess_mode="livesum",
+)
+ROWS_BEHIND_DROPPED = Counter(
+    "healthbot_rows_behind_dropped",
+    "Rows written behind that the database refused (an integrity error) and were dropped.",
+    ["queue"],
+)

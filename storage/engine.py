@@ -51,6 +51,15 @@ def write_lock(
     return lock
 
 
+_SQLITE_FILES: WeakKeyDictionary[Any, inloop.Connector] = WeakKeyDictionary()
+
+
+def sqlite_file(engine: AsyncEngine) -> inloop.Connector | None:
+    """The connector of an engine on a SQLite file whose statements run on the loop
+    (storage/inloop.py): it opens plain connections to the file for a thread of their own."""
+    return _SQLITE_FILES.get(engine.sync_engine)
+
+
 def _in_memory(database: str | None, query: Any) -> bool:
     return database in (None, "", ":memory:") or query.get("mode") == "memory"
 
@@ -63,9 +72,10 @@ def create_engine(url: str, *, sqlite_inloop: bool = True, **kwargs: Any) -> Asy
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         sqlite_url = make_url(url)
-        if sqlite_inloop:
+        connector = None
+        if sqlite_inloop and "async_creator" not in kwargs:
             args, params = SQLiteDialect_aiosqlite().create_connect_args(sqlite_url)
-            kwargs.setdefault("async_creator", inloop.connector(args, params))
+            connector = kwargs["async_creator"] = inloop.connector(args, params)
         if "poolclass" not in kwargs and not _in_memory(sqlite_url.database, sqlite_url.query):
             # Each SQLite connection has its own page cache, and a write through any other
             # connection empties it at its next transaction. Handing out the connection used
@@ -76,6 +86,8 @@ def create_engine(url: str, *, sqlite_inloop: bool = True, **kwargs: Any) -> Asy
             kwargs.setdefault("pool_use_lifo", True)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if connector is not None and not connector.in_memory:
+            _SQLITE_FILES[engine.sync_engine] = connector
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)

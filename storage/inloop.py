@@ -295,20 +295,59 @@ class Connection:
                     self._checkpointer.closed()
 
 
-def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Callable[[], Any]:
-    """An `async_creator` for create_async_engine, from the dialect's connect arguments."""
+class Connector:
+    """The `async_creator` for create_async_engine, from the dialect's connect arguments;
+    also opens, for a thread of the process's own (storage/behind.py), a plain connection to
+    the same file with the same settings."""
 
-    target = str(args[0]) if args else str(kwargs.get("database", ""))
-    in_memory = target in ("", ":memory:") or "mode=memory" in target
-    checkpointer = None if in_memory else Checkpointer(args, kwargs)
+    def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        self._args, self._kwargs = tuple(args), dict(kwargs)
+        target = str(args[0]) if args else str(kwargs.get("database", ""))
+        self.in_memory = target in ("", ":memory:") or "mode=memory" in target
+        self.checkpointer = None if self.in_memory else Checkpointer(args, kwargs)
 
-    async def connect() -> Connection:
+    async def __call__(self) -> Connection:
         # check_same_thread off: the pool may close a connection from the GC's thread.
-        connection = sqlite3.connect(*args, **{**kwargs, "check_same_thread": False})
+        connection = sqlite3.connect(*self._args, **{**self._kwargs, "check_same_thread": False})
         connection.execute("PRAGMA busy_timeout=0")  # waits happen in patiently, not here
-        if checkpointer is not None:
+        if self.checkpointer is not None:
             connection.execute("PRAGMA wal_autocheckpoint=0")  # see Checkpointer
-            checkpointer.opened()
-        return Connection(connection, checkpointer)
+            self.checkpointer.opened()
+        return Connection(connection, self.checkpointer)
 
-    return connect
+    def open_blocking(self) -> sqlite3.Connection:
+        """A connection for a thread that may block: SQLite's own busy wait, the engine's
+        settings (storage/engine.py), no automatic checkpoints (the Checkpointer's). Closed
+        with `close_blocking`. Not for an in-memory database, which is the engine's alone."""
+        if self.checkpointer is None:
+            raise ValueError("an in-memory database has no second connection")
+        connection = sqlite3.connect(*self._args, **{**self._kwargs, "check_same_thread": False})
+        try:
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=NORMAL",
+                "foreign_keys=ON",
+                "busy_timeout=10000",
+                "wal_autocheckpoint=0",
+                # An INSERT … SELECT from json_each (storage/behind.py) fills a temporary
+                # table: in a file, that was an open, a write and an unlink a statement.
+                "temp_store=MEMORY",
+            ):
+                connection.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            connection.close()
+            raise
+        self.checkpointer.opened()
+        return connection
+
+    def close_blocking(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.close()
+        finally:
+            if self.checkpointer is not None:
+                self.checkpointer.closed()
+
+
+def connector(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Connector:
+    """An `async_creator` for create_async_engine, from the dialect's connect arguments."""
+    return Connector(args, kwargs)
