@@ -124,6 +124,7 @@ def create_app(
             courier,
         )
         yield
+        await services["access"].close()  # access records written behind
         await services["accounts"].close()  # last_seen_at refreshes written behind
         await courier.drain()
         await http.close()

@@ -1,14 +1,15 @@
 """Guard scans and self check-ins: verify, decide by the place's policy, write the record.
 
 The guard's scan is the hot path: the code is checked in memory (keys and places are
-cached), then one transaction reads the person's live facts and writes the access record
-(and, at a place with a capacity, moves its occupancy). Scans that arrive together share
-that transaction: one read of the persons, one multi-row insert (storage/batching.py).
+cached), then one read fetches the person's live facts, and the decision is replied at once:
+its access record is written behind (storage/behind.py), in the background, batched with the
+others. Scans that arrive together share the read (storage/batching.py): one read of the
+persons, one `WHERE id IN (…)`, on the driver's connection (storage/raw.py).
 
-A batch of plain scans runs its two statements on the driver's connection
-(storage/raw.py). A batch that moves an occupancy count, or has the gate hook to ask about
-a person not back yet, takes SQLAlchemy's path: both need more than two statements, and the
-hook works with mapped objects.
+A batch that moves an occupancy count, or has the gate hook to ask about a person not back
+yet, is decided and recorded in one transaction through SQLAlchemy, and replied once it is
+committed: there the decision depends on what the transaction writes (the count, the
+arrival), and the hook works with mapped objects.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from campus.access.token import Problem, TokenRejected
 from campus.identity import mask_name
 from storage import raw
 from storage.batching import Batcher, bound_list, one_of
+from storage.behind import RowsBehind
 from storage.models import AccessRecord, Person, PlaceOccupancy, Unit
 
 log = logging.getLogger(__name__)
@@ -142,16 +144,16 @@ _RECORD_COLUMNS = (
 _PersonsRead = Select[*tuple[Any, ...]]
 
 
-_Settled = tuple[list["Decision"], list[dict[str, Any]]]  # the decisions, the records written
+_Settled = tuple[list["Decision"], list[dict[str, Any]]]  # the decisions, their records
+ROOM_TIMEOUT = 3.0  # seconds a batch may wait for the records' writer to catch up
 
 
 @dataclass(frozen=True, slots=True)
 class _RawStatements:
-    """The batch's statements for storage/raw.py: the persons' read (one, many), the insert."""
+    """The batch's statements for storage/raw.py: the persons' read, for one and for many."""
 
     one: raw.Statement
     many: raw.Statement
-    insert: raw.Statement
 
 
 @functools.cache
@@ -205,6 +207,7 @@ class AccessService:
         self._clock = clock
         self._tz = tz
         self._batches: Batcher[_Attempt, Decision] = Batcher(self._settle, name="access")
+        self._records = RowsBehind(engine, _RECORDS, _RECORD_COLUMNS, name="access_records")
         self._gate_hook: GateHook | None = None
         self._raw_reads: _RawStatements | None = None
         self._set_reads(false())
@@ -227,8 +230,15 @@ class AccessService:
             self._raw_reads = _RawStatements(
                 raw.Statement(one, dialect),
                 raw.Statement(many, dialect),
-                raw.Statement(_INSERT_RECORDS, dialect, columns=_RECORD_COLUMNS),
             )
+
+    async def flushed(self) -> None:
+        """Wait until the access records of every decision made so far are committed."""
+        await self._records.flushed()
+
+    async def close(self) -> None:
+        """Commit the access records still queued (at shutdown, before the engine closes)."""
+        await self._records.close()
 
     async def scan(
         self,
@@ -256,7 +266,8 @@ class AccessService:
         return await self._batches.submit(_Attempt(person_id, place, direction, now, SELF, None))
 
     async def _settle(self, attempts: Sequence[_Attempt]) -> list[Decision]:
-        """Decide and record a batch: one read of the persons, one transaction of records."""
+        """Decide and record a batch: one read of the persons; the records written behind,
+        or, where a decision depends on a write, in one transaction with it."""
         settled: _Settled | None = None
         persons: dict[int, _Person] | None = None
         if self._raw_reads is not None and not any(self._counted(a) for a in attempts):
@@ -264,7 +275,7 @@ class AccessService:
         if settled is None:
             settled = await self._settle_core(attempts, persons)
         decisions, rows = settled
-        for row in rows:  # counted once committed
+        for row in rows:
             _decisions(row["method"], row["direction"], row["reason"]).inc()
         return decisions
 
@@ -276,11 +287,11 @@ class AccessService:
     async def _settle_raw(
         self, statements: _RawStatements, attempts: Sequence[_Attempt]
     ) -> tuple[dict[int, _Person], _Settled | None]:
-        """The batch on the driver's connection: the persons read, and the batch settled;
-        or not settled, with nothing written, when the gate hook has a person to be asked
-        about or a decision's policy counts occupancy (then `_settle_core` takes the batch,
-        with the persons already read)."""
-        async with raw.transaction(self._engine) as tx:
+        """The batch on the driver's connection: the persons read, the decisions made and
+        their records queued to be written behind. Not settled, with nothing queued, when
+        the gate hook has a person to be asked about or a decision's policy counts occupancy:
+        then `_settle_core` takes the batch, with the persons already read."""
+        async with raw.transaction(self._engine, reads=True) as tx:
             ids = _ids(attempts)
             persons: dict[int, _Person] = {}
             if len(ids) == 1:
@@ -289,15 +300,19 @@ class AccessService:
             elif ids:
                 found = await tx.fetch(statements.many, {"ids": bound_list(ids, self._dialect)})
                 persons = _persons(found)
-            decisions = [self._decide(attempt, persons) for attempt in attempts]
-            if any(
-                self._asks_hook(a, persons, d)
-                or (d.policy is not None and d.policy.capacity is not None)  # rules reloaded
-                for a, d in zip(attempts, decisions, strict=True)
-            ):
-                return persons, None
-            rows = [_record(a, d) for a, d in zip(attempts, decisions, strict=True)]
-            await tx.execute_many(statements.insert, rows)
+        decisions = [self._decide(attempt, persons) for attempt in attempts]
+        if any(
+            self._asks_hook(a, persons, d)
+            or (d.policy is not None and d.policy.capacity is not None)  # rules reloaded
+            for a, d in zip(attempts, decisions, strict=True)
+        ):
+            return persons, None
+        rows = [_record(a, d) for a, d in zip(attempts, decisions, strict=True)]
+        if self._records.full(len(rows)):
+            # The writer is behind (a stalled disk, a database that is down): wait for it,
+            # then fail the scans, rather than hold records in memory without bound.
+            await self._records.room(len(rows), ROOM_TIMEOUT)
+        self._records.put(rows)
         return persons, (decisions, rows)
 
     async def _settle_core(

@@ -65,6 +65,7 @@ async def _scan(wechat: WeChat, openid: str, text: str) -> str:
 
 
 async def _records(wechat: WeChat) -> list[AccessRecord]:
+    await wechat.client.app[K.SERVICES]["access"].flushed()  # written behind
     async with _sessions(wechat)() as s:
         return list((await s.execute(select(AccessRecord).order_by(AccessRecord.id))).scalars())
 

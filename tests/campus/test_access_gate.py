@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import FrozenClock
+from campus.access import gate as gate_module
 from campus.access.duty import IN, OUT
 from campus.access.gate import AccessService, occupancy
 from campus.access.keys import KeyRing
@@ -22,6 +24,7 @@ from campus.access.passes import IssuedPass, PassService
 from campus.access.places import PlaceDirectory, PlaceInfo
 from campus.access.policies import DEFAULTS, Reason, parse_policies
 from campus.secrets import DataVault
+from storage.behind import Backlogged
 from storage.engine import create_engine, session_factory
 from storage.migrate import upgrade
 from storage.models import AccessRecord, Person, Place
@@ -53,6 +56,7 @@ class Gate:
         return issued.token
 
     async def records(self) -> list[AccessRecord]:
+        await self.access.flushed()  # records of plain decisions are written behind
         async with self.sessions() as s:
             return list((await s.execute(select(AccessRecord).order_by(AccessRecord.id))).scalars())
 
@@ -104,6 +108,7 @@ async def gate(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         sessions, passes, policies, PlaceDirectory(sessions, clock.monotonic), clock, TZ
     )
     yield Gate(sessions, clock, passes, access, vault)
+    await access.close()
     await engine.dispose()
 
 
@@ -128,6 +133,52 @@ async def test_a_scan_is_recorded_with_everything_tracing_needs(gate: Gate) -> N
     )
     assert (record.method, record.verifier_id, record.reason) == ("guard", guard, "")
     assert record.at == datetime.fromtimestamp(NOON, UTC)
+
+
+@pytest.mark.parametrize("gate", ["sqlite"], indirect=True)  # SQLite's file lock
+async def test_a_stalled_database_write_does_not_hold_the_guard_s_answer(
+    gate: Gate, tmp_path: Path
+) -> None:
+    guard = await person_id(gate.sessions, "G001")
+    gate_n = await gate.place("GATE-N")
+    token = await gate.token("S001")
+    # Another process holds SQLite's write lock (a checkpoint, an import) for as long as
+    # it likes: the scan is answered from the read, and its record waits for the lock.
+    other = sqlite3.connect(tmp_path / "gate.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        decision = await asyncio.wait_for(gate.access.scan(token, gate_n, guard, IN), 2)
+        assert decision.allowed
+        await asyncio.sleep(0.2)
+        assert other.execute("SELECT count(*) FROM access_records").fetchone() == (0,)
+    finally:
+        other.rollback()
+        other.close()
+    (record,) = await gate.records()
+    assert (record.place_id, record.direction, record.allowed) == (gate_n.id, "in", True)
+
+
+@pytest.mark.parametrize("gate", ["sqlite"], indirect=True)  # SQLite's file lock
+async def test_scans_fail_rather_than_queue_records_without_bound(
+    gate: Gate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gate_module, "ROOM_TIMEOUT", 0.2)
+    monkeypatch.setattr(gate.access._records, "_backlog", 1)
+    guard = await person_id(gate.sessions, "G001")
+    gate_n = await gate.place("GATE-N")
+    first, second = await gate.token("S001"), await gate.token("S002")
+    other = sqlite3.connect(tmp_path / "gate.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the records' writer cannot commit
+        assert (await gate.access.scan(first, gate_n, guard, IN)).allowed  # queued: 1 of 1
+        with pytest.raises(Backlogged):
+            await gate.access.scan(second, gate_n, guard, IN)
+    finally:
+        other.rollback()
+        other.close()
+    # The answered scan's record is kept; the failed one left none.
+    (record,) = await gate.records()
+    assert record.person_id == await person_id(gate.sessions, "S001")
 
 
 async def test_refusals_are_recorded_with_their_reason(gate: Gate) -> None:

@@ -247,6 +247,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     try:
         yield World(url, sessions, clock, returns, access, passes, ids)
     finally:
+        await access.close()
         await engine.dispose()
 
 
