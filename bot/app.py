@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -124,10 +125,12 @@ def create_app(
             courier,
         )
         yield
-        await services["access"].close()  # access records written behind
-        await services["accounts"].close()  # last_seen_at refreshes written behind
-        await courier.drain()
-        await http.close()
+        async with contextlib.AsyncExitStack() as closing:  # each runs, whatever the others do
+            closing.push_async_callback(http.close)
+            closing.push_async_callback(courier.drain)
+            # Written behind: last_seen_at refreshes, and access records (the first to go).
+            closing.push_async_callback(services["accounts"].close)
+            closing.push_async_callback(services["access"].close)
 
     async def scheduling(app: web.Application) -> AsyncIterator[None]:
         context = job_context(

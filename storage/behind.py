@@ -5,28 +5,36 @@ access record's commit, the disk was in every reply: on a shared disk a WAL chec
 sometimes took 100-465 ms, and every scan answered meanwhile waited for it, some of them
 inside a write that held the event loop itself (bench/README.md, issue 7). Here the rows of
 a decision that needs nothing more of the database are queued in memory, and one writer
-commits them, a batch at a time, as soon as the previous batch is committed:
+commits them, a batch at a time:
 
 - on a SQLite file (storage/inloop.py's engine), on a thread of its own with a connection of
   its own: the sqlite3 module lets go of the GIL while SQLite works, so a write or a sync that
   stalls holds up the writer, never the event loop. A batch is one statement whatever its
   size (the rows as one JSON array, read by `json_each`), so the thread takes the GIL back
   twice a batch, not once a row;
-- elsewhere (PostgreSQL, an in-memory SQLite, aiosqlite), through storage/raw.py on the loop:
-  those drivers do not block it.
+- elsewhere, through storage/raw.py: on PostgreSQL (asyncpg) that never blocks the loop; an
+  in-memory SQLite, which only its engine's own connection can see, is written on the loop's
+  thread (as everything else there is).
 
 What it promises, and what it costs:
 
-- **Soon.** A row is committed within a batch's time: well under a millisecond on a quiet
-  disk, the stall's length on a stalled one. `flushed()` waits for the rows put so far.
-- **Kept through errors.** A batch that fails for any other reason than the row's own (a lost
+- **Soon.** The writer lingers LINGER (10 ms) to gather a batch, or less when a batch is full
+  or somebody waits (`flushed()`, `room()`, `close()`); a row is committed about that long
+  after it is put on a quiet disk, the stall's length later on a stalled one.
+- **Checked when put.** A row's values go through its columns' bind processors (and, for the
+  thread, into JSON) in `put()`: a value that cannot be written fails its caller there, and
+  nothing of the call is queued.
+- **Kept through errors.** A batch that fails for any other reason than its rows' own (a lost
   connection, a locked database, a full disk) stays queued and is tried again after 0.1 s,
   doubling to 5 s. A batch the database refuses (an integrity error) is halved until the
-  refused row is found; that row is logged (its table and the error's class, no values),
-  counted (`healthbot_rows_behind_dropped`) and dropped, so it cannot hold up the others.
-- **Bounded.** Past `backlog` rows waiting, `room()` makes the callers wait until the writer
-  has caught up: a database that is down turns into slow replies and then into the callers'
-  own errors, not into memory that grows for ever.
+  refused row is found; that row is logged (the queue's name and the error's class, no
+  values), counted (`healthbot_rows_behind_dropped`) and dropped, so it cannot hold up the
+  others. A commit whose answer is lost (the connection drops during COMMIT) may have been
+  made: its batch, tried again, is then written twice.
+- **Bounded, for callers that ask.** `full()` says whether more rows would take the queue
+  past `backlog`; `room()` waits until the writer has caught up, or raises Backlogged. A
+  caller that checks turns a database that is down into slow answers and then its own
+  errors, not into memory that grows for ever. `put()` itself never waits nor refuses.
 - **Written at shutdown.** `close()` commits what is queued before the engine closes.
 - **The cost.** Until its batch commits, a row is in this process's memory only: a process
   killed outright (SIGKILL, the OOM killer) loses the rows not yet committed, usually one
@@ -101,7 +109,7 @@ class RowsBehind:
         self._backlog = backlog
         self._linger = linger
         self._wakeup: asyncio.Future[None] | None = None  # ends the writer's linger early
-        self._rows: list[Mapping[str, Any]] = []
+        self._rows: list[Any] = []  # as the writer prepared them
         self._put = 0  # rows put, ever
         self._settled = 0  # rows committed or dropped, ever: always the oldest first
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()  # (rows settled, …)
@@ -140,12 +148,14 @@ class RowsBehind:
                 await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0))
 
     def put(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Queue `rows` (each with every column named at construction) to be written."""
+        """Queue `rows` (each with every column named at construction) to be written; a row
+        whose values cannot be written raises here, and none of `rows` is queued."""
         if self._closed:
             raise RuntimeError(f"{self._name}: rows put after close")
         if not rows:
             return
-        self._rows.extend(rows)
+        prepare = self._writer.prepare
+        self._rows.extend([prepare(row) for row in rows])
         self._put += len(rows)
         self._depth.set(len(self._rows))
         if len(self._rows) >= self._max:
@@ -159,7 +169,9 @@ class RowsBehind:
             await asyncio.shield(self._wait_for(self._put))
 
     async def close(self, timeout: float = 20.0) -> None:
-        """Commit what is queued (for at most `timeout` seconds), then stop."""
+        """Commit what is queued (for at most `timeout` seconds), then stop. Once."""
+        if self._closed:
+            return
         self._closed = True
         self._hurry()
         flushed = False
@@ -169,7 +181,7 @@ class RowsBehind:
         except TimeoutError:
             # Counts only: the rows themselves may be personal data.
             log.error(
-                "%s: %d rows not written within the %.0f s given at shutdown",
+                "%s: %d rows not known to be written within the %.0f s given at shutdown",
                 self._name,
                 self.waiting,
                 timeout,
@@ -245,7 +257,7 @@ class RowsBehind:
             self._depth.set(len(self._rows))
             self._wake()
 
-    async def _front(self, batch: list[Mapping[str, Any]]) -> int:
+    async def _front(self, batch: list[Any]) -> int:
         """Commit `batch`, or as much of its front as can be: the rows settled (committed or
         dropped as refused), from the front. Raises only when none could be."""
         try:
@@ -275,7 +287,11 @@ def _settle_future(future: asyncio.Future[None]) -> None:
 
 
 class _Writer:
-    async def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def prepare(self, row: Mapping[str, Any]) -> Any:
+        """What the queue holds of `row`: its values made ready for the driver."""
+        raise NotImplementedError
+
+    async def write(self, rows: Sequence[Any]) -> None:
         raise NotImplementedError
 
     async def close(self, wait: bool) -> None:
@@ -288,6 +304,7 @@ class _RawWriter(_Writer):
 
     def __init__(self, engine: AsyncEngine, table: Table, columns: Sequence[str]) -> None:
         self._engine = engine
+        self._columns = tuple(columns)
         self._insert = insert(table)
         self._raw = (
             raw.Statement(self._insert, engine.dialect, columns=columns)
@@ -295,13 +312,18 @@ class _RawWriter(_Writer):
             else None
         )
 
-    async def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def prepare(self, row: Mapping[str, Any]) -> Any:
+        if self._raw is None:
+            return {column: row[column] for column in self._columns}
+        return self._raw.params(row)
+
+    async def write(self, rows: Sequence[Any]) -> None:
         if self._raw is None:
             async with self._engine.begin() as conn:
                 await conn.execute(self._insert, list(rows))
             return
         async with raw.transaction(self._engine) as tx:
-            await tx.execute_many(self._raw, rows)
+            await tx.execute_params(self._raw, rows)
 
 
 class _ThreadWriter(_Writer):
@@ -333,19 +355,17 @@ class _ThreadWriter(_Writer):
         )
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"rows-behind-{name}")
         self._conn: sqlite3.Connection | None = None
+        self._shut = False
 
-    async def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        procs = self._processors
-        payload = json.dumps(
-            [
-                [
-                    v if p is None else p(v)
-                    for v, p in zip(map(row.__getitem__, self._columns), procs, strict=True)
-                ]
-                for row in rows
-            ]
-        )
-        params = self._insert.params({"rows": payload})
+    def prepare(self, row: Mapping[str, Any]) -> Any:
+        values = [
+            v if p is None else p(v)
+            for v, p in zip(map(row.__getitem__, self._columns), self._processors, strict=True)
+        ]
+        return json.dumps(values, allow_nan=False)  # NaN would be JSON SQLite cannot read
+
+    async def write(self, rows: Sequence[Any]) -> None:
+        params = self._insert.params({"rows": f"[{','.join(rows)}]"})
         await asyncio.get_running_loop().run_in_executor(self._thread, self._commit, params)
         if self._connector.checkpointer is not None:
             self._connector.checkpointer.after_commit()
@@ -371,6 +391,9 @@ class _ThreadWriter(_Writer):
             self._connector.close_blocking(conn)
 
     async def close(self, wait: bool) -> None:
+        if self._shut:
+            return
+        self._shut = True
         # After the write under way, if any: a write stalled on the disk or on a lock ends
         # on its own (committed, or failed after SQLite's busy timeout); shutdown goes on.
         closed = self._thread.submit(self._close)

@@ -152,17 +152,18 @@ class Checkpointer:
     sqlite3 module lets go of the GIL while SQLite works, and a passive checkpoint never
     blocks readers or the writer. A WAL past WAL_RESTART_FRAMES is restarted.
 
-    The checkpoint connection stays open while the loop has connections open: a new one
-    would read the whole schema first (about two million instructions, once a second under
-    writes). It closes with the loop's last, so that the last close of all still folds the
-    WAL into the file, as SQLite does when a database's last connection closes.
+    The checkpoint connection stays open while other connections to the file are (the loop's,
+    and the writer thread's of storage/behind.py): a new one would read the whole schema
+    first (about two million instructions, once a second under writes). It closes with the
+    last of them, so that the last close of all still folds the WAL into the file, as SQLite
+    does when a database's last connection closes.
     """
 
     def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         self._args, self._kwargs = args, kwargs
         self._next = 0.0
         self._running = False
-        self._users = 0  # the loop's connections open now
+        self._users = 0  # the other connections open now (the loop's, a writer thread's)
         self._count = threading.Lock()  # guards _users; never held while SQLite works
         self._work = threading.Lock()  # guards _conn and the checkpoint itself
         self._conn: sqlite3.Connection | None = None
@@ -173,7 +174,7 @@ class Checkpointer:
             self._users += 1
 
     def closed(self) -> None:
-        """A loop connection closed. Never waits: it may run on the loop's thread, or in the
+        """Another connection closed. Never waits: it may run on the loop's thread, or in the
         garbage collector inside `run` itself; a checkpoint under way closes at its end."""
         with self._count:
             self._users -= 1
@@ -228,7 +229,7 @@ class Checkpointer:
             log.warning("WAL checkpoint failed: %s", exc)
         finally:
             self._running = False
-            # The loop's last connection may have closed meanwhile, leaving this one to us
+            # The last other connection may have closed meanwhile, leaving this one to us
             # (closed() does not wait). Decided under _count, so that no closed() is missed.
             with self._count:
                 closing = self._users == 0

@@ -121,6 +121,9 @@ class Transaction(Protocol):
     async def execute_many(self, stmt: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run `stmt` for each of `rows`."""
 
+    async def execute_params(self, stmt: Statement, params: Sequence[tuple[Any, ...]]) -> None:
+        """Run `stmt` for each of `params`, made by `stmt.params` already."""
+
 
 class _InlineSQLite:
     """storage/inloop.py's connection: sqlite3 calls on the loop's thread, retried if busy."""
@@ -145,7 +148,9 @@ class _InlineSQLite:
         return count
 
     async def execute_many(self, stmt: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        params = [stmt.params(row) for row in rows]
+        await self.execute_params(stmt, [stmt.params(row) for row in rows])
+
+    async def execute_params(self, stmt: Statement, params: Sequence[tuple[Any, ...]]) -> None:
         cursor = await inloop.patiently(self._db.executemany, stmt.sql, params)
         cursor.close()
 
@@ -181,7 +186,10 @@ class _AioSQLite:
         return count
 
     async def execute_many(self, stmt: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        cursor = await self._conn.executemany(stmt.sql, [stmt.params(row) for row in rows])
+        await self.execute_params(stmt, [stmt.params(row) for row in rows])
+
+    async def execute_params(self, stmt: Statement, params: Sequence[tuple[Any, ...]]) -> None:
+        cursor = await self._conn.executemany(stmt.sql, params)
         await cursor.close()
 
     async def commit(self) -> None:
@@ -217,7 +225,10 @@ class _Asyncpg:
         return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
 
     async def execute_many(self, stmt: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        await self._conn.executemany(stmt.sql, [stmt.params(row) for row in rows])
+        await self.execute_params(stmt, [stmt.params(row) for row in rows])
+
+    async def execute_params(self, stmt: Statement, params: Sequence[tuple[Any, ...]]) -> None:
+        await self._conn.executemany(stmt.sql, params)
 
     async def commit(self) -> None:
         await self._tx.commit()

@@ -46,8 +46,8 @@ from campus.access.policies import Policies, Policy, Reason, Subject
 from campus.access.token import Problem, TokenRejected
 from campus.identity import mask_name
 from storage import raw
-from storage.batching import Batcher, bound_list, one_of
-from storage.behind import RowsBehind
+from storage.batching import Batcher, Failed, bound_list, one_of
+from storage.behind import Backlogged, RowsBehind
 from storage.models import AccessRecord, Person, PlaceOccupancy, Unit
 
 log = logging.getLogger(__name__)
@@ -265,19 +265,24 @@ class AccessService:
         now = datetime.fromtimestamp(self._clock.time(), UTC)
         return await self._batches.submit(_Attempt(person_id, place, direction, now, SELF, None))
 
-    async def _settle(self, attempts: Sequence[_Attempt]) -> list[Decision]:
+    async def _settle(self, attempts: Sequence[_Attempt]) -> list[Decision | Failed]:
         """Decide and record a batch: one read of the persons; the records written behind,
         or, where a decision depends on a write, in one transaction with it."""
         settled: _Settled | None = None
         persons: dict[int, _Person] | None = None
         if self._raw_reads is not None and not any(self._counted(a) for a in attempts):
-            persons, settled = await self._settle_raw(self._raw_reads, attempts)
+            try:
+                persons, settled = await self._settle_raw(self._raw_reads, attempts)
+            except Backlogged as exc:
+                # The batch's own failure, not one of its scans': trying them one by one
+                # would wait for the writer once a scan.
+                return [Failed(exc)] * len(attempts)
         if settled is None:
             settled = await self._settle_core(attempts, persons)
         decisions, rows = settled
         for row in rows:
             _decisions(row["method"], row["direction"], row["reason"]).inc()
-        return decisions
+        return [*decisions]
 
     def _counted(self, attempt: _Attempt) -> bool:
         """Whether the attempt may move an occupancy count (its place has a capacity)."""

@@ -166,13 +166,20 @@ async def test_scans_fail_rather_than_queue_records_without_bound(
     monkeypatch.setattr(gate.access._records, "_backlog", 1)
     guard = await person_id(gate.sessions, "G001")
     gate_n = await gate.place("GATE-N")
-    first, second = await gate.token("S001"), await gate.token("S002")
+    first = await gate.token("S001")
+    more = [await gate.token(no) for no in ("S002", "T001", "S001")]
     other = sqlite3.connect(tmp_path / "gate.db", isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # the records' writer cannot commit
         assert (await gate.access.scan(first, gate_n, guard, IN)).allowed  # queued: 1 of 1
-        with pytest.raises(Backlogged):
-            await gate.access.scan(second, gate_n, guard, IN)
+        started = asyncio.get_running_loop().time()
+        failed = await asyncio.gather(
+            *(gate.access.scan(token, gate_n, guard, IN) for token in more),
+            return_exceptions=True,
+        )
+        assert all(isinstance(f, Backlogged) for f in failed)
+        # They went as one batch and failed together: one wait for the writer, not one each.
+        assert asyncio.get_running_loop().time() - started < 0.5
     finally:
         other.rollback()
         other.close()

@@ -231,5 +231,24 @@ async def test_close_gives_up_after_its_timeout_and_says_how_many_rows(
     finally:
         lock.rollback()
         lock.close()
-    assert "t: 2 rows not written within the 0 s given at shutdown" in caplog.text
+    assert "t: 2 rows not known to be written within the 0 s given at shutdown" in caplog.text
     assert "张三" not in caplog.text
+
+
+async def test_a_row_that_cannot_be_written_fails_its_caller_and_nothing_of_the_call_is_queued(
+    engine: AsyncEngine,
+) -> None:
+    rows = RowsBehind(engine, ROWS, COLUMNS, name="t")
+    naive = datetime(2026, 11, 26, 8, 30)  # UTCDateTime refuses a time without its zone
+    with pytest.raises(ValueError):
+        rows.put([row(1), row(2, at=naive)])
+    missing = row(3)
+    del missing["day"]
+    with pytest.raises(KeyError):
+        rows.put([missing])
+    assert rows.waiting == 0
+    rows.put([row(4)])
+    await rows.flushed()
+    assert [r[2] for r in await stored(engine)] == ["n4"]
+    await rows.close()
+    await rows.close()  # once is enough; twice is harmless
