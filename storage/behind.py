@@ -18,7 +18,7 @@ commits them, a batch at a time:
 
 What it promises, and what it costs:
 
-- **Soon.** The writer lingers LINGER (10 ms) to gather a batch, or less when a batch is full
+- **Soon.** The writer lingers LINGER (50 ms) to gather a batch, or less when a batch is full
   or somebody waits (`flushed()`, `room()`, `close()`); a row is committed about that long
   after it is put on a quiet disk, the stall's length later on a stalled one.
 - **Checked when put.** A row's values go through its columns' bind processors (and, for the
@@ -74,7 +74,10 @@ from storage.inloop import Connector
 log = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds between tries of a batch that failed
-LINGER = 0.01  # seconds the writer waits for more rows before a batch (see _pause)
+LINGER = 0.05  # seconds the writer waits for more rows before a batch (see _pause)
+# NaN would be JSON that SQLite cannot read. One encoder: json.dumps with any option set
+# builds a new one on every call.
+_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _REFUSED = frozenset(
     # The database's (or the driver's) word that a row is wrong, whatever the driver.
     ("IntegrityError", "IntegrityConstraintViolationError", "DataError", "TypeError")
@@ -205,10 +208,11 @@ class RowsBehind:
 
     async def _pause(self) -> None:
         """Linger before a batch, so that it takes in the rows of the next few milliseconds:
-        each batch costs a hand-off to the writer's thread, a statement and a commit (a WAL
-        write), whatever its size, and under a closed loop of guard scans batches taken as
-        soon as the previous one was committed cost about 20 µs a scan more than these
-        (bench/README.md). Cut short by a full batch, a caller waiting, or close()."""
+        each batch costs a hand-off to the writer's thread, a statement and a commit (WAL
+        writes, and the loop's connections reading their pages afresh), whatever its size.
+        Under a closed loop of guard scans, 50 ms batches cost about 7 µs a scan less than
+        10 ms ones (eight alternated runs, bench/README.md). Cut short by a full batch, a
+        caller waiting, or close()."""
         if self._linger <= 0 or self._waiters or self._closed or len(self._rows) >= self._max:
             return
         loop = asyncio.get_running_loop()
@@ -362,7 +366,7 @@ class _ThreadWriter(_Writer):
             v if p is None else p(v)
             for v, p in zip(map(row.__getitem__, self._columns), self._processors, strict=True)
         ]
-        return json.dumps(values, allow_nan=False)  # NaN would be JSON SQLite cannot read
+        return _ENCODE(values)
 
     async def write(self, rows: Sequence[Any]) -> None:
         params = self._insert.params({"rows": f"[{','.join(rows)}]"})
