@@ -34,9 +34,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,32 @@ def records(db_path: Path) -> int:
     with sqlite3.connect(db_path) as db:
         count: int = db.execute("select count(*) from access_records").fetchone()[0]
     return count
+
+
+@contextlib.contextmanager
+def lock_holder(db_path: Path, hold: float, every: float) -> Iterator[list[int]]:
+    """Another writer on `db_path`: it holds the write lock for `hold` seconds every `every`
+    seconds while the block runs; yields a list that ends up holding the count of holds."""
+    stop, count = threading.Event(), [0]
+
+    def hold_now() -> None:
+        db = sqlite3.connect(db_path, isolation_level=None, timeout=10)
+        try:
+            while not stop.wait(max(every - hold, 0.01)):
+                db.execute("BEGIN IMMEDIATE")
+                stop.wait(hold)
+                db.execute("ROLLBACK")
+                count[0] += 1
+        finally:
+            db.close()
+
+    thread = threading.Thread(target=hold_now, name="lock-holder", daemon=True)
+    thread.start()
+    try:
+        yield count
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 def settle(pid: int, limit: float = 60) -> None:
@@ -329,6 +356,16 @@ def main() -> None:
         help="seed codes that are not on record (campus/access/issued.py), so that every scan "
         "checks a signature; with --state memory they never are",
     )
+    p.add_argument(
+        "--lock-holds",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="during the bot's open-loop runs, another connection holds the SQLite file's "
+        "write lock for MS milliseconds every --lock-every seconds, as a bulk import, the "
+        "scheduler's roll-over or a WAL restart on a slow disk do",
+    )
+    p.add_argument("--lock-every", type=float, default=2.0)
     p.add_argument(
         "--no-help-baseline",
         dest="help_baseline",
@@ -595,9 +632,17 @@ def main() -> None:
             for name, url, mode in (("bot", bot_url, "bot"), ("echo", echo_url, "echo")):
                 log(f"open loop {name}: {rate:.0f}/s for {args.duration} s")
                 before = cpu_seconds(pids[name])
-                result = open_loop(
-                    url, mode, rate, args.duration, tmp / f"latencies-{name}-{rate:.0f}.txt"
+                holding = (
+                    lock_holder(tmp / "bench.db", args.lock_holds / 1000, args.lock_every)
+                    if args.lock_holds and name == "bot"
+                    else contextlib.nullcontext([0])
                 )
+                with holding as holds:
+                    result = open_loop(
+                        url, mode, rate, args.duration, tmp / f"latencies-{name}-{rate:.0f}.txt"
+                    )
+                if args.lock_holds and name == "bot":
+                    result["lock_holds"] = holds[0]
                 # At these rates batches hold a scan or two: what a scan costs at a real gate.
                 used = cpu_seconds(pids[name]) - before
                 result["cpu_us_per_request"] = round(1e6 * used / max(1, result["sent"]), 1)
@@ -650,6 +695,12 @@ def main() -> None:
             f"{key}: {results[key]['cpu_us_per_request']} µs CPU per request (open loop); "
             f"the generator's own send lag, p99: {results[key]['send_lag_p99_ms']} ms; "
             f"answers over 10 ms came in bursts of {results[key]['over_10ms_bursts']}"
+            + (
+                f"; the write lock held {args.lock_holds:.0f} ms, "
+                f"{results[key]['lock_holds']} times"
+                if "lock_holds" in results[key]
+                else ""
+            )
         )
     print(f"per-request open-loop timelines: {tmp}/latencies-*.txt")
     results["bot_over_echo_cpu_pct"] = round(
