@@ -620,14 +620,16 @@ def main() -> None:
             results[f"{name}_wrk"] = measured(name, url, mode, script, args.duration)
         if args.pairs:
             log(f"{args.pairs} pairs of bot and echo runs, {args.pair_seconds} s each")
-            ratios, pairs = [], []
+            ratios, rates, pairs = [], [], []
             for _ in range(args.pairs):
                 bot_run = measured("bot", bot_url, "bot", "verify", args.pair_seconds)
                 echo_run = measured("echo", echo_url, "echo", "verify", args.pair_seconds)
                 pairs.append([bot_run["cpu_us_per_request"], echo_run["cpu_us_per_request"]])
                 ratios.append(round(100 * pairs[-1][1] / pairs[-1][0], 1))
+                rates.append(round(100 * bot_run["rps"] / echo_run["rps"], 1))
             results["pairs_cpu_us_bot_echo"] = pairs
             results["pairs_cpu_pct"] = ratios
+            results["pairs_rps_pct"] = rates
         for rate in (float(r) for r in args.rates.split(",")):
             for name, url, mode in (("bot", bot_url, "bot"), ("echo", echo_url, "echo")):
                 log(f"open loop {name}: {rate:.0f}/s for {args.duration} s")
@@ -713,6 +715,12 @@ def main() -> None:
         print(
             f"bot/echo by CPU per request in {len(ratios)} short pairs: median "
             f"{results['pairs_cpu_pct_median']}% (from {ratios[0]}% to {ratios[-1]}%)"
+        )
+        rates = sorted(results["pairs_rps_pct"])
+        results["pairs_rps_pct_median"] = round(statistics.median(rates), 1)
+        print(
+            f"bot/echo by req/s in the same pairs: median "
+            f"{results['pairs_rps_pct_median']}% (from {rates[0]}% to {rates[-1]}%)"
         )
     print(
         f"access records written: {results['access_records']} "
