@@ -344,6 +344,10 @@ class _ThreadWriter(_Writer):
         name: str,
     ) -> None:
         dialect = engine.dialect
+        # SQLAlchemy fills Python-side defaults in while it executes; here nobody would.
+        missing = [c.key for c in table.c if c.default is not None and c.key not in columns]
+        if missing:
+            raise ValueError(f"give the columns with Python-side defaults: {missing}")
         self._connector = connector
         self._columns = tuple(columns)
         self._processors = tuple(

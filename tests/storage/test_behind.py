@@ -7,46 +7,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Date,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.metrics import ROWS_BEHIND_DROPPED
 from storage import behind
 from storage.behind import Backlogged, RowsBehind
 from storage.engine import create_engine
-from storage.models import UTCDateTime
-
-META = MetaData()
-PARENT = Table("parent", META, Column("id", Integer, primary_key=True))
-ROWS = Table(
-    "rows",
-    META,
-    Column("id", Integer, primary_key=True),
-    Column("parent_id", ForeignKey("parent.id")),
-    Column("name", String(20)),
-    Column("at", UTCDateTime),
-    Column("day", Date),
-    Column("flag", Boolean),
-)
-COLUMNS = ("parent_id", "name", "at", "day", "flag")
-EAST8 = timezone(timedelta(hours=8))
+from tests.storage.tables import COLUMNS, META, PARENT, ROWS, row
 
 
 @pytest.fixture(params=["file", "memory", "postgresql"])
@@ -75,17 +48,6 @@ async def sqlite_file(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, Path]]
     await e.dispose()
 
 
-def row(i: int, **over: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "parent_id": 1,
-        "name": f"n{i}",
-        "at": datetime(2026, 11, 26, 8, 30, 15, 123456, tzinfo=EAST8),
-        "day": date(2026, 11, 26),
-        "flag": i % 2 == 0,
-    }
-    return values | over
-
-
 async def stored(engine: AsyncEngine) -> list[tuple[Any, ...]]:
     async with engine.connect() as conn:
         got = await conn.execute(select(ROWS).order_by(ROWS.c.id))
@@ -106,9 +68,9 @@ async def test_rows_put_are_committed_as_sqlalchemy_writes_them(engine: AsyncEng
     await rows.flushed()
     at = datetime(2026, 11, 26, 0, 30, 15, 123456, tzinfo=UTC)  # 08:30:15 in UTC+8
     assert await stored(engine) == [
-        (1, 1, "n1", at, date(2026, 11, 26), False),
-        (2, 1, None, at, None, None),
-        (3, 1, "n3", at, date(2026, 11, 26), False),
+        (1, 1, "n1", at, date(2026, 11, 26), False, 1),
+        (2, 1, None, at, None, None, 1),
+        (3, 1, "n3", at, date(2026, 11, 26), False, 1),
     ]
     assert rows.waiting == 0
     await rows.close()
@@ -252,3 +214,9 @@ async def test_a_row_that_cannot_be_written_fails_its_caller_and_nothing_of_the_
     assert [r[2] for r in await stored(engine)] == ["n4"]
     await rows.close()
     await rows.close()  # once is enough; twice is harmless
+
+
+async def test_a_column_with_a_python_side_default_must_be_given(engine: AsyncEngine) -> None:
+    # SQLAlchemy fills `live` in when it executes; a writer of its own would leave it NULL.
+    with pytest.raises(ValueError, match="live"):
+        RowsBehind(engine, ROWS, COLUMNS[:-1], name="t")

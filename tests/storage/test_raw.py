@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import (
-    Boolean,
     Column,
-    Date,
-    ForeignKey,
     Integer,
     MetaData,
-    String,
     Table,
     bindparam,
     func,
@@ -30,23 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import raw
 from storage.batching import bound_list, one_of
 from storage.engine import create_engine
-from storage.models import UTCDateTime
-
-META = MetaData()
-PARENT = Table("parent", META, Column("id", Integer, primary_key=True))
-ROWS = Table(
-    "rows",
-    META,
-    Column("id", Integer, primary_key=True),
-    Column("parent_id", ForeignKey("parent.id")),
-    Column("name", String(20)),
-    Column("at", UTCDateTime),
-    Column("day", Date),
-    Column("flag", Boolean),
-    Column("live", Integer, default=1),
-)
-COLUMNS = ("id", "parent_id", "name", "at", "day", "flag", "live")
-EAST8 = timezone(timedelta(hours=8))
+from tests.storage.tables import COLUMNS, META, PARENT, ROWS, row
 
 
 @pytest.fixture(params=["inloop", "thread", "postgresql"])
@@ -62,19 +42,6 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         await conn.execute(insert(PARENT), [{"id": 1}])
     yield e
     await e.dispose()
-
-
-def row(i: int, **over: object) -> dict[str, object]:
-    values: dict[str, object] = {
-        "id": i,
-        "parent_id": 1,
-        "name": f"n{i}",
-        "at": datetime(2026, 11, 26, 8, 30, 15, 123456, tzinfo=EAST8),
-        "day": date(2026, 11, 26),
-        "flag": i % 2 == 0,
-        "live": 1,
-    }
-    return values | over
 
 
 async def test_rows_written_raw_read_back_through_sqlalchemy_as_given(engine: AsyncEngine) -> None:
