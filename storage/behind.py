@@ -30,7 +30,9 @@ What it promises, and what it costs:
   refused row is found; that row is logged (the queue's name and the error's class, no
   values), counted (`healthbot_rows_behind_dropped`) and dropped, so it cannot hold up the
   others. A commit whose answer is lost (the connection drops during COMMIT) may have been
-  made: its batch, tried again, is then written twice.
+  made: before a failed batch is written again, the writer looks for its first row (equal
+  in every column given a value) and, if it is there, counts the batch as written. On a
+  SQLite file a commit's outcome is never in doubt, and nothing is looked for.
 - **Bounded, for callers that ask.** `full()` says whether more rows would take the queue
   past `backlog`; `room()` waits until the writer has caught up, or raises Backlogged. A
   caller that checks turns a database that is down into slow answers and then its own
@@ -56,6 +58,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     bindparam,
     func,
@@ -117,6 +120,7 @@ class RowsBehind:
         self._settled = 0  # rows committed or dropped, ever: always the oldest first
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()  # (rows settled, …)
         self._task: asyncio.Task[None] | None = None
+        self._unsure = 0  # rows at the front whose write failed: committed, or not?
         self._closed = False
         self._depth = ROWS_BEHIND.labels(name)
         self._dropped = ROWS_BEHIND_DROPPED.labels(name)
@@ -240,7 +244,7 @@ class RowsBehind:
             await self._pause()
             batch = self._rows[: self._max]
             try:
-                done = await self._front(batch)
+                done = await self._landed() or await self._front(batch)
             except Exception as exc:
                 if not failing:  # once a streak: the error's class, never its values
                     log.warning(
@@ -261,6 +265,23 @@ class RowsBehind:
             self._depth.set(len(self._rows))
             self._wake()
 
+    async def _landed(self) -> int:
+        """The rows of the last write that failed, if it was committed after all (its answer
+        lost on the way back): they are settled, not written again. Else 0."""
+        if not self._unsure:
+            return 0
+        unsure = min(self._unsure, len(self._rows))
+        if await self._writer.landed(self._rows[0]):  # raises while the database is down
+            self._unsure = 0
+            log.warning(
+                "%s: %d rows whose commit went unconfirmed had been written; not written again",
+                self._name,
+                unsure,
+            )
+            return unsure
+        self._unsure = 0
+        return 0
+
     async def _front(self, batch: list[Any]) -> int:
         """Commit `batch`, or as much of its front as can be: the rows settled (committed or
         dropped as refused), from the front. Raises only when none could be."""
@@ -268,6 +289,9 @@ class RowsBehind:
             await self._writer.write(batch)
         except Exception as exc:
             if not _refused(exc):
+                # Perhaps committed: the batch is the queue's front once the rows before it
+                # are settled, and _landed looks for it before it is written again.
+                self._unsure = len(batch)
                 raise
             if len(batch) == 1:
                 log.error("%s: a row was refused (%s) and dropped", self._name, type(exc).__name__)
@@ -298,6 +322,11 @@ class _Writer:
     async def write(self, rows: Sequence[Any]) -> None:
         raise NotImplementedError
 
+    async def landed(self, row: Any) -> bool:
+        """Whether `row` (as prepared) is in the table: asked of the first row of a batch
+        whose write failed, in case its commit was made and only the answer lost."""
+        return False
+
     async def close(self, wait: bool) -> None:
         """Let go of the connection; `wait`: for a write under way to end first."""
         return None
@@ -308,6 +337,7 @@ class _RawWriter(_Writer):
 
     def __init__(self, engine: AsyncEngine, table: Table, columns: Sequence[str]) -> None:
         self._engine = engine
+        self._table = table
         self._columns = tuple(columns)
         self._insert = insert(table)
         self._raw = (
@@ -315,11 +345,15 @@ class _RawWriter(_Writer):
             if raw.supported(engine)
             else None
         )
+        # _landed's look-ups, by the columns given a value, and their raw forms.
+        self._finds: dict[tuple[str, ...], tuple[Select[Any], raw.Statement | None]] = {}
 
     def prepare(self, row: Mapping[str, Any]) -> Any:
+        values = {column: row[column] for column in self._columns}
         if self._raw is None:
-            return {column: row[column] for column in self._columns}
-        return self._raw.params(row)
+            return values
+        # The driver's parameters, and the values themselves for _landed's look-up.
+        return self._raw.params(row), values
 
     async def write(self, rows: Sequence[Any]) -> None:
         if self._raw is None:
@@ -327,7 +361,31 @@ class _RawWriter(_Writer):
                 await conn.execute(self._insert, list(rows))
             return
         async with raw.transaction(self._engine) as tx:
-            await tx.execute_params(self._raw, rows)
+            await tx.execute_params(self._raw, [params for params, _ in rows])
+
+    async def landed(self, row: Any) -> bool:
+        values: dict[str, Any] = row if self._raw is None else row[1]
+        given = tuple(c for c in self._columns if values[c] is not None)
+        if not given:  # nothing to tell it by: write it again
+            return False
+        find, compiled = self._find(given)
+        if compiled is None:
+            async with self._engine.connect() as conn:
+                return (await conn.execute(find, values)).first() is not None
+        async with raw.transaction(self._engine, reads=True) as tx:
+            return bool(await tx.fetch(compiled, values))
+
+    def _find(self, given: tuple[str, ...]) -> tuple[Select[Any], raw.Statement | None]:
+        """The look-up of a row by the columns given a value (`=`, which an index can
+        serve, where PostgreSQL's IS NOT DISTINCT FROM cannot), and its raw form."""
+        known = self._finds.get(given)
+        if known is None:
+            table = self._table
+            find = select(literal(1).label("found"))
+            find = find.where(*(table.c[c] == bindparam(c) for c in given)).limit(1)
+            compiled = raw.Statement(find, self._engine.dialect) if self._raw else None
+            known = self._finds[given] = (find, compiled)
+        return known
 
 
 class _ThreadWriter(_Writer):

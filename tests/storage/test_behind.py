@@ -111,6 +111,66 @@ async def test_a_failing_database_keeps_the_rows_and_writes_each_once(
     await rows.close()
 
 
+async def test_a_commit_whose_answer_was_lost_is_not_written_again(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    if request.node.callspec.params["engine"] == "file":
+        pytest.skip("on a SQLite file the writer's commit is local: never made unbeknown")
+    monkeypatch.setattr(behind, "RETRY_FIRST", 0.01)
+    # The database numbers the rows, as it does access records: nothing else would
+    # refuse a batch written twice.
+    rows = RowsBehind(engine, ROWS, COLUMNS[1:], name="t")
+    real = rows._writer.write
+    lost = 1
+
+    async def commit_then_drop(batch: Any) -> None:
+        nonlocal lost
+        await real(batch)
+        if lost:  # committed; the connection drops before the answer arrives
+            lost -= 1
+            raise ConnectionResetError("connection lost")
+
+    monkeypatch.setattr(rows._writer, "write", commit_then_drop)
+    rows.put([row(1), row(2, name=None, flag=None)])
+    await asyncio.wait_for(rows.flushed(), 5)
+    rows.put([row(3)])
+    await asyncio.wait_for(rows.flushed(), 5)
+    assert lost == 0
+    assert [r[2] for r in await stored(engine)] == ["n1", None, "n3"]
+    await rows.close()
+
+
+async def test_a_failed_write_not_committed_is_written_once_whatever_the_look_up_meets(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(behind, "RETRY_FIRST", 0.01)
+    rows = RowsBehind(engine, ROWS, COLUMNS[1:], name="t")
+    real_write, real_landed = rows._writer.write, rows._writer.landed
+    failures, down = 2, 1
+
+    async def flaky(batch: Any) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OSError("connection refused")
+        await real_write(batch)
+
+    async def landed(first: Any) -> bool:
+        nonlocal down
+        if down:  # the database is still down when the writer looks
+            down -= 1
+            raise OSError("connection refused")
+        return await real_landed(first)
+
+    monkeypatch.setattr(rows._writer, "write", flaky)
+    monkeypatch.setattr(rows._writer, "landed", landed)
+    rows.put([row(1), row(2)])
+    await asyncio.wait_for(rows.flushed(), 5)
+    assert (failures, down) == (0, 0)
+    assert [r[2] for r in await stored(engine)] == ["n1", "n2"]
+    await rows.close()
+
+
 async def test_a_locked_sqlite_file_holds_the_writer_not_the_event_loop(
     sqlite_file: tuple[AsyncEngine, Path],
 ) -> None:
