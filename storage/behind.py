@@ -30,8 +30,11 @@ What it promises, and what it costs:
   refused row is found; that row is logged (the queue's name and the error's class, no
   values), counted (`healthbot_rows_behind_dropped`) and dropped, so it cannot hold up the
   others. A commit whose answer is lost (the connection drops during COMMIT) may have been
-  made: before a failed batch is written again, the writer looks for its first row (equal
-  in every column given a value) and, if it is there, counts the batch as written. On a
+  made: before a failed batch is written again, the writer looks for its first and last
+  rows (equal in every column) and, if both are there, counts the batch as written. A
+  commit that becomes visible only later (PostgreSQL still waiting on a synchronous
+  standby) is not found, and its batch is written twice; a row identical in every column,
+  time included, already there would make a batch never written count as written. On a
   SQLite file a commit's outcome is never in doubt, and nothing is looked for.
 - **Bounded, for callers that ask.** `full()` says whether more rows would take the queue
   past `backlog`; `room()` waits until the writer has caught up, or raises Backlogged. A
@@ -271,7 +274,9 @@ class RowsBehind:
         if not self._unsure:
             return 0
         unsure = min(self._unsure, len(self._rows))
-        if await self._writer.landed(self._rows[0]):  # raises while the database is down
+        # A batch is one transaction: its first and last rows are both there, or neither.
+        writer, first, last = self._writer, self._rows[0], self._rows[unsure - 1]
+        if await writer.landed(first) and await writer.landed(last):  # raise while it is down
             self._unsure = 0
             log.warning(
                 "%s: %d rows whose commit went unconfirmed had been written; not written again",
@@ -369,6 +374,7 @@ class _RawWriter(_Writer):
         if not given:  # nothing to tell it by: write it again
             return False
         find, compiled = self._find(given)
+        values = {c: values[c] for c in given}
         if compiled is None:
             async with self._engine.connect() as conn:
                 return (await conn.execute(find, values)).first() is not None
@@ -376,13 +382,19 @@ class _RawWriter(_Writer):
             return bool(await tx.fetch(compiled, values))
 
     def _find(self, given: tuple[str, ...]) -> tuple[Select[Any], raw.Statement | None]:
-        """The look-up of a row by the columns given a value (`=`, which an index can
-        serve, where PostgreSQL's IS NOT DISTINCT FROM cannot), and its raw form."""
+        """The look-up of a row equal in every column: `=` for those `given` a value
+        (which an index can serve, where PostgreSQL's IS NOT DISTINCT FROM cannot), IS
+        NULL for the others; and its raw form."""
         known = self._finds.get(given)
         if known is None:
             table = self._table
-            find = select(literal(1).label("found"))
-            find = find.where(*(table.c[c] == bindparam(c) for c in given)).limit(1)
+            find = select(literal(1).label("found")).where(
+                *(
+                    table.c[c] == bindparam(c) if c in given else table.c[c].is_(None)
+                    for c in self._columns
+                )
+            )
+            find = find.limit(1)
             compiled = raw.Statement(find, self._engine.dialect) if self._raw else None
             known = self._finds[given] = (find, compiled)
         return known
