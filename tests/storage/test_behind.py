@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -87,56 +87,33 @@ async def test_a_refused_row_is_dropped_alone_and_counted(engine: AsyncEngine) -
     await rows.close()
 
 
+def failing(
+    times: int, call: Callable[[Any], Awaitable[Any]]
+) -> tuple[Callable[[Any], Awaitable[Any]], list[int]]:
+    """`call`, failing its first `times` calls as a lost connection does; and [fails left]."""
+    left = [times]
+
+    async def flaky(arg: Any) -> Any:
+        if left[0]:
+            left[0] -= 1
+            raise OSError("connection lost")
+        return await call(arg)
+
+    return flaky, left
+
+
 async def test_a_failing_database_keeps_the_rows_and_writes_each_once(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(behind, "RETRY_FIRST", 0.01)
     rows = RowsBehind(engine, ROWS, COLUMNS, name="t")
-    real = rows._writer.write
-    failures = 3
-
-    async def flaky(batch: Any) -> None:
-        nonlocal failures
-        if failures:
-            failures -= 1
-            raise OSError("connection lost")
-        await real(batch)
-
+    flaky, failures = failing(3, rows._writer.write)
     monkeypatch.setattr(rows._writer, "write", flaky)
     rows.put([row(1), row(2)])
     rows.put([row(3)])
     await asyncio.wait_for(rows.flushed(), 5)
-    assert failures == 0
+    assert failures == [0]
     assert [r[2] for r in await stored(engine)] == ["n1", "n2", "n3"]
-    await rows.close()
-
-
-async def test_a_commit_whose_answer_was_lost_is_not_written_again(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> None:
-    if request.node.callspec.params["engine"] == "file":
-        pytest.skip("on a SQLite file the writer's commit is local: never made unbeknown")
-    monkeypatch.setattr(behind, "RETRY_FIRST", 0.01)
-    # The database numbers the rows, as it does access records: nothing else would
-    # refuse a batch written twice.
-    rows = RowsBehind(engine, ROWS, COLUMNS[1:], name="t")
-    real = rows._writer.write
-    lost = 1
-
-    async def commit_then_drop(batch: Any) -> None:
-        nonlocal lost
-        await real(batch)
-        if lost:  # committed; the connection drops before the answer arrives
-            lost -= 1
-            raise ConnectionResetError("connection lost")
-
-    monkeypatch.setattr(rows._writer, "write", commit_then_drop)
-    rows.put([row(1, name=None, flag=None), row(2)])
-    await asyncio.wait_for(rows.flushed(), 5)
-    rows.put([row(3)])
-    await asyncio.wait_for(rows.flushed(), 5)
-    assert lost == 0
-    assert [r[2] for r in await stored(engine)] == [None, "n2", "n3"]
     await rows.close()
 
 
@@ -145,27 +122,53 @@ def name_of(item: Any) -> Any:
     return (item[1] if isinstance(item, tuple) else item)["name"]
 
 
-async def test_a_lost_commit_after_a_refused_row_is_found_too(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> None:
+def losing_a_commit(
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    starting_with: str | None = None,
+) -> tuple[RowsBehind, list[int]]:
+    """Rows behind whose first write (of a batch starting with the row named
+    `starting_with`, if given) commits, then loses its answer; and [writes yet to lose]."""
     if request.node.callspec.params["engine"] == "file":
         pytest.skip("on a SQLite file the writer's commit is local: never made unbeknown")
     monkeypatch.setattr(behind, "RETRY_FIRST", 0.01)
+    # The database numbers the rows, as it does access records: nothing else would
+    # refuse a batch written twice.
     rows = RowsBehind(engine, ROWS, COLUMNS[1:], name="t")
-    real = rows._writer.write
-    lost = 1
+    real, lost = rows._writer.write, [1]
 
     async def commit_then_drop(batch: Any) -> None:
-        nonlocal lost
         await real(batch)
-        if lost and name_of(batch[0]) == "n3":  # the half after the refused row's
-            lost -= 1
+        if lost[0] and starting_with in (None, name_of(batch[0])):
+            lost[0] -= 1  # committed; the connection drops before the answer arrives
             raise ConnectionResetError("connection lost")
 
     monkeypatch.setattr(rows._writer, "write", commit_then_drop)
+    return rows, lost
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_written_again(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    rows, lost = losing_a_commit(engine, monkeypatch, request)
+    rows.put([row(1, name=None, flag=None), row(2)])
+    await asyncio.wait_for(rows.flushed(), 5)
+    rows.put([row(3)])
+    await asyncio.wait_for(rows.flushed(), 5)
+    assert lost == [0]
+    assert [r[2] for r in await stored(engine)] == [None, "n2", "n3"]
+    await rows.close()
+
+
+async def test_a_lost_commit_after_a_refused_row_is_found_too(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    # The batch is halved to find the refused row; the half after it loses its answer.
+    rows, lost = losing_a_commit(engine, monkeypatch, request, starting_with="n3")
     rows.put([row(1), row(2, parent_id=99), row(3), row(4)])
     await asyncio.wait_for(rows.flushed(), 5)
-    assert lost == 0
+    assert lost == [0]
     assert [r[2] for r in await stored(engine)] == ["n1", "n3", "n4"]
     await rows.close()
 
@@ -175,23 +178,9 @@ async def test_a_failed_write_not_committed_is_written_once_whatever_the_look_up
 ) -> None:
     monkeypatch.setattr(behind, "RETRY_FIRST", 0.01)
     rows = RowsBehind(engine, ROWS, COLUMNS[1:], name="t")
-    real_write, real_landed = rows._writer.write, rows._writer.landed
-    failures, down = 2, 1
-
-    async def flaky(batch: Any) -> None:
-        nonlocal failures
-        if failures:
-            failures -= 1
-            raise OSError("connection refused")
-        await real_write(batch)
-
-    async def landed(first: Any) -> bool:
-        nonlocal down
-        if down:  # the database is still down when the writer looks
-            down -= 1
-            raise OSError("connection refused")
-        return await real_landed(first)
-
+    flaky, failures = failing(2, rows._writer.write)
+    # The database is still down when the writer first looks.
+    landed, down = failing(1, rows._writer.landed)
     # Already there: a row equal to the batch's first but for the name the batch leaves
     # empty, which the look-up must not take for it.
     rows.put([row(1)])
@@ -200,7 +189,7 @@ async def test_a_failed_write_not_committed_is_written_once_whatever_the_look_up
     monkeypatch.setattr(rows._writer, "landed", landed)
     rows.put([row(1, name=None)])
     await asyncio.wait_for(rows.flushed(), 5)
-    assert (failures, down) == (0, 0)
+    assert (failures, down) == ([0], [0])
     assert [r[2] for r in await stored(engine)] == ["n1", None]
     await rows.close()
 
