@@ -328,8 +328,8 @@ class _Writer:
         raise NotImplementedError
 
     async def landed(self, row: Any) -> bool:
-        """Whether `row` (as prepared) is in the table: asked of the first row of a batch
-        whose write failed, in case its commit was made and only the answer lost."""
+        """Whether `row` (as prepared) is in the table: asked of the first and last rows of
+        a batch whose write failed, in case its commit was made and only the answer lost."""
         return False
 
     async def close(self, wait: bool) -> None:
