@@ -236,6 +236,31 @@ async def test_a_waiter_woken_while_the_claim_is_still_pending_does_not_spin(
     assert gets < 100
 
 
+async def test_the_last_sliver_before_the_deadline_is_waited_out_not_spun(
+    make_bot: MakeBot,
+) -> None:
+    # uvloop's clock counts whole milliseconds and runs a shorter sleep at once: a wait of a
+    # fraction of a millisecond used to read the store in a loop until the clock ticked.
+    kv = MemoryKV()
+    wechat = await make_bot(kv=kv)
+    dedup = wechat.client.app[K.CALLBACK]._dedup
+    claim = dedup.store_key("k")
+    gets = 0
+    original = kv.get
+
+    async def counting_get(key: str) -> bytes | None:
+        nonlocal gets
+        gets += key == claim
+        return await original(key)
+
+    kv.get = counting_get  # type: ignore[method-assign]
+    await kv.set(claim, PENDING, 30)
+    for _ in range(20):
+        gets = 0
+        assert await dedup.wait("k", 0.0002) is None
+        assert gets <= 3
+
+
 async def test_a_retry_on_another_worker_gets_the_apology_of_a_failed_first(
     make_bot: MakeBot, redis_url: str
 ) -> None:
