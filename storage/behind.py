@@ -147,15 +147,16 @@ class RowsBehind:
         """Wait until `more` rows fit; Backlogged after `timeout` seconds."""
         if not self.full(more):
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.full(more):
-            if loop.time() >= deadline:
-                raise Backlogged(f"{self._name}: {len(self._rows)} rows waiting")
-            # the oldest row waiting, committed: room for one more batch at least
-            future = self._wait_for(self._settled + 1)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0))
+        # One timeout for the whole wait: a loop that waited out what is left of it each time
+        # round would spin in its last fraction of a millisecond on uvloop, whose clock counts
+        # whole milliseconds and runs a shorter timer at once.
+        try:
+            async with asyncio.timeout(timeout):
+                while self.full(more):
+                    # the oldest row waiting, committed: room for one more batch at least
+                    await asyncio.shield(self._wait_for(self._settled + 1))
+        except TimeoutError:
+            raise Backlogged(f"{self._name}: {len(self._rows)} rows waiting") from None
 
     def put(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Queue `rows` (each with every column named at construction) to be written; a row
