@@ -12,7 +12,7 @@ from typing import Any
 from bot import appkeys as K
 from bot.i18n import translator
 from bot.kv import KV, MemoryKV, Stamp
-from bot.wechat.dedup import PENDING
+from bot.wechat.dedup import PENDING, Deduplicator
 from tests.bot.conftest import MakeBot, slow_binding
 from tests.support import FakeWeChatAPI, id_tail, text_xml
 
@@ -211,29 +211,41 @@ async def test_a_late_answer_leaves_no_local_waiter_behind(
     assert wechat.client.app[K.CALLBACK]._dedup._local == {}
 
 
-async def test_a_waiter_woken_while_the_claim_is_still_pending_does_not_spin(
-    make_bot: MakeBot,
-) -> None:
+class _Reads:
+    """How many times the store was read for one dedup key."""
+
+    count = 0
+
+
+async def pending_claim(make_bot: MakeBot) -> tuple[Deduplicator, _Reads]:
+    """A bot's deduplicator with the key "k" claimed and still pending, and a count of the
+    reads of that claim (the waiter's only: the app's own reads may overlap the test)."""
     kv = MemoryKV()
     wechat = await make_bot(kv=kv)
-    dedup = wechat.client.app[K.CALLBACK]._dedup
-    gets = 0
-    original = kv.get
+    dedup: Deduplicator = wechat.client.app[K.CALLBACK]._dedup
     claim = dedup.store_key("k")
+    reads = _Reads()
+    original = kv.get
 
     async def counting_get(key: str) -> bytes | None:
-        nonlocal gets
-        gets += key == claim  # the waiter's reads only: the app's own may overlap the test
+        reads.count += key == claim
         return await original(key)
 
     kv.get = counting_get  # type: ignore[method-assign]
     await kv.set(claim, PENDING, 30)
+    return dedup, reads
+
+
+async def test_a_waiter_woken_while_the_claim_is_still_pending_does_not_spin(
+    make_bot: MakeBot,
+) -> None:
+    dedup, reads = await pending_claim(make_bot)
     dedup._local["k"] = asyncio.Event()
     dedup.settled("k")  # woken (by another delivery of the key) while still pending
     dedup._local["k"] = event = asyncio.Event()
     event.set()
     assert await dedup.wait("k", 0.3) is None
-    assert gets < 100
+    assert reads.count < 30  # backing off from 10 ms to 100 ms: about eight
 
 
 async def test_the_last_sliver_before_the_deadline_is_waited_out_not_spun(
@@ -241,24 +253,11 @@ async def test_the_last_sliver_before_the_deadline_is_waited_out_not_spun(
 ) -> None:
     # uvloop's clock counts whole milliseconds and runs a shorter sleep at once: a wait of a
     # fraction of a millisecond used to read the store in a loop until the clock ticked.
-    kv = MemoryKV()
-    wechat = await make_bot(kv=kv)
-    dedup = wechat.client.app[K.CALLBACK]._dedup
-    claim = dedup.store_key("k")
-    gets = 0
-    original = kv.get
-
-    async def counting_get(key: str) -> bytes | None:
-        nonlocal gets
-        gets += key == claim
-        return await original(key)
-
-    kv.get = counting_get  # type: ignore[method-assign]
-    await kv.set(claim, PENDING, 30)
+    dedup, reads = await pending_claim(make_bot)
     for _ in range(20):
-        gets = 0
+        reads.count = 0
         assert await dedup.wait("k", 0.0002) is None
-        assert gets <= 3
+        assert reads.count <= 3
 
 
 async def test_a_retry_on_another_worker_gets_the_apology_of_a_failed_first(
