@@ -202,7 +202,8 @@ class OutboxDispatcher:
             return self.config.poll_interval
         paused = await self.pause_remaining()
         if paused > 0:
-            return min(paused, self.config.poll_interval)
+            # at least a millisecond: uvloop runs a shorter wait at once (bot/wechat/dedup.py)
+            return max(min(paused, self.config.poll_interval), 0.001)
         await self._housekeep_if_due()
         room = self._queue.maxsize - self._queue.qsize()
         if room < max(1, self._queue.maxsize // 2):
