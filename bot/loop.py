@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 CHOICES = ("auto", "uvloop", "asyncio")
 
+# The shortest wait worth asking for. uvloop's clock counts whole milliseconds and runs a
+# shorter timer at once, so a loop that waits "what is left until the deadline" would spin
+# through the last fraction of a millisecond until the clock ticked.
+TICK = 0.001
+
 
 def new_loop(choice: str = "auto") -> asyncio.AbstractEventLoop:
     """A new event loop of the kind `choice` names (one of CHOICES)."""

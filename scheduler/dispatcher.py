@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.clock import Clock, utcnow
 from bot.keyspace import Keyspace
 from bot.kv import KV
+from bot.loop import TICK
 from bot.metrics import OUTBOX_FAILED, OUTBOX_LATENCY, OUTBOX_RETRIED, OUTBOX_SENT
 from bot.settings import Settings
 from bot.wechat.errors import (
@@ -202,8 +203,7 @@ class OutboxDispatcher:
             return self.config.poll_interval
         paused = await self.pause_remaining()
         if paused > 0:
-            # at least a millisecond: uvloop runs a shorter wait at once (bot/wechat/dedup.py)
-            return max(min(paused, self.config.poll_interval), 0.001)
+            return max(min(paused, self.config.poll_interval), TICK)
         await self._housekeep_if_due()
         room = self._queue.maxsize - self._queue.qsize()
         if room < max(1, self._queue.maxsize // 2):

@@ -8,11 +8,11 @@ from enum import Enum
 
 from bot.keyspace import Keyspace
 from bot.kv import KV, Stamp
+from bot.loop import TICK
 from bot.replies import Reply
 from bot.wechat.render import SUCCESS
 
 PENDING = b"\x00"
-_TICK = 0.001  # the event loop clock's resolution on uvloop
 
 
 class Claim(Enum):
@@ -100,10 +100,7 @@ class Deduplicator:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            # Never less than a millisecond: uvloop's clock counts whole milliseconds and runs a
-            # shorter timer at once, so the last sliver before the deadline would spin on the
-            # store until the clock ticked.
-            remaining = max(remaining, _TICK)
+            remaining = max(remaining, TICK)  # else the last sliver spins on uvloop
             if local is not None and not local.is_set():  # same process: wake when it finishes
                 try:
                     await asyncio.wait_for(local.wait(), timeout=min(remaining, 0.5))
