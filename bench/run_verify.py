@@ -72,6 +72,26 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
 
 
+def cpu_ticks() -> list[tuple[int, int]]:
+    """Per core, from /proc/stat: (ticks stolen, all ticks). Steal is the time the
+    hypervisor gave the core to someone else while this machine had work for it."""
+    cores = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(f) for f in fields[:8]]  # user … steal; guest time is in user
+            cores.append((ticks[7], sum(ticks)))
+    return cores
+
+
+def steal_pct(before: list[tuple[int, int]]) -> list[float]:
+    """The share of each core's time stolen since `before` (cpu_ticks()), in percent."""
+    return [
+        round(100 * (s1 - s0) / max(1, t1 - t0), 1)
+        for (s0, t0), (s1, t1) in zip(before, cpu_ticks(), strict=True)
+    ]
+
+
 def bench_json(output: str) -> dict[str, Any]:
     match = re.search(r"^BENCH_JSON (\{.*\})$", output, re.MULTILINE)
     if match is None:
@@ -597,6 +617,7 @@ def main() -> None:
         def measured(name: str, url: str, mode: str, script: str, seconds: int) -> dict[str, Any]:
             pid = pids[name.split("_")[0]]
             before = cpu_split(pid)
+            ticks = cpu_ticks()
             spy = None
             if args.profile is not None and name == "bot":
                 spy = py_spy(pid, args.profile, seconds)
@@ -604,6 +625,7 @@ def main() -> None:
             if spy is not None:
                 spy.wait(timeout=60)
             after = cpu_split(pid)
+            result["steal_pct"] = steal_pct(ticks)
             used = sum(after) - sum(before)
             # Time in the kernel (system calls: sockets, SQLite's writes) is invisible to
             # callgrind's counts; its share says what they leave out.
@@ -620,12 +642,13 @@ def main() -> None:
             results[f"{name}_wrk"] = measured(name, url, mode, script, args.duration)
         if args.pairs:
             log(f"{args.pairs} pairs of bot and echo runs, {args.pair_seconds} s each")
-            ratios, rates, pairs = [], [], []
+            ratios, rates, pairs, stolen = [], [], [], []
             served = {"bot": [0, 0.0], "echo": [0, 0.0]}  # requests, seconds
             for _ in range(args.pairs):
                 bot_run = measured("bot", bot_url, "bot", "verify", args.pair_seconds)
                 echo_run = measured("echo", echo_url, "echo", "verify", args.pair_seconds)
                 pairs.append([bot_run["cpu_us_per_request"], echo_run["cpu_us_per_request"]])
+                stolen.append([bot_run["steal_pct"][0], echo_run["steal_pct"][0]])
                 ratios.append(round(100 * pairs[-1][1] / pairs[-1][0], 1))
                 rates.append(round(100 * bot_run["rps"] / echo_run["rps"], 1))
                 for name, one in (("bot", bot_run), ("echo", echo_run)):
@@ -633,6 +656,7 @@ def main() -> None:
                     served[name][1] += one["duration_s"]
             results["pairs_cpu_us_bot_echo"] = pairs
             results["pairs_cpu_pct"] = ratios
+            results["pairs_core0_steal_pct"] = stolen
             results["pairs_rps_pct"] = rates
             # All the pairs together: each server's requests over its total time, taken in
             # turns with the other's, so that the machine's drift falls on both alike.
@@ -642,6 +666,7 @@ def main() -> None:
             for name, url, mode in (("bot", bot_url, "bot"), ("echo", echo_url, "echo")):
                 log(f"open loop {name}: {rate:.0f}/s for {args.duration} s")
                 before = cpu_seconds(pids[name])
+                ticks = cpu_ticks()
                 holding = (
                     lock_holder(tmp / "bench.db", args.lock_holds / 1000, args.lock_every)
                     if args.lock_holds and name == "bot"
@@ -651,6 +676,7 @@ def main() -> None:
                     result = open_loop(
                         url, mode, rate, args.duration, tmp / f"latencies-{name}-{rate:.0f}.txt"
                     )
+                result["steal_pct"] = steal_pct(ticks)
                 if args.lock_holds and name == "bot":
                     result["lock_holds"] = holds[0]
                 # At these rates batches hold a scan or two: what a scan costs at a real gate.
@@ -687,11 +713,14 @@ def main() -> None:
         f"state: {args.state}; load average {' '.join(results['loadavg_at_start'])} → "
         f"{' '.join(results['loadavg_at_end'])}"
     )
-    print(f"{'':28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'passes':>10}")
+    # Steal: how much of each core the hypervisor took for other guests meanwhile. On a
+    # shared host it, more than the code, decides a tail: answers wait while it lasts.
+    print(f"{'':28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'passes':>10}{'steal % core 0·1':>19}")
     for key in [k for k in results if k.endswith("_wrk") or "_open_" in k]:
         r = results[key]
         rps = r.get("rps") or r.get("offered_rps")
-        print(f"{key:28}{rps:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['matched']:>10}")
+        stolen = "·".join(f"{p:g}" for p in r["steal_pct"])
+        print(f"{key:28}{rps:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['matched']:>10}{stolen:>19}")
     print(f"bot/echo throughput: {100 * bot['rps'] / echo['rps']:.1f}%")
     for name, r in [(k.removesuffix("_wrk"), v) for k, v in results.items() if k.endswith("_wrk")]:
         print(
@@ -731,6 +760,8 @@ def main() -> None:
             f"{results['pairs_rps_pct_median']}% (from {rates[0]}% to {rates[-1]}%); "
             f"all of them together: {results['pairs_pooled_rps_pct']}%"
         )
+        stolen = [p for pair in results["pairs_core0_steal_pct"] for p in pair]
+        print(f"core 0 stolen in the pairs' runs: from {min(stolen):g}% to {max(stolen):g}%")
     print(
         f"access records written: {results['access_records']} "
         f"(scans answered in the measured runs: {answered_by_bot}, plus warm-up and pairs)"
