@@ -131,6 +131,9 @@ def create_app(
             # Written behind: last_seen_at refreshes, and access records (the first to go).
             closing.push_async_callback(services["accounts"].close)
             closing.push_async_callback(services["access"].close)
+            # The first to go: messages' last round trips still in flight, while the store
+            # is open.
+            closing.push_async_callback(dispatcher.drain)
 
     async def scheduling(app: web.Application) -> AsyncIterator[None]:
         context = job_context(

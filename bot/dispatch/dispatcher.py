@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import logging
@@ -12,7 +13,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from bot.dispatch.locks import UserLocks
+from bot.dispatch.locks import Turn, UserLocks
 from bot.dispatch.ratelimit import COUNTER_TTL, RateLimiter, Verdict
 from bot.dispatch.router import Router, split_command
 from bot.dispatch.state import Conversation, StateStore
@@ -81,6 +82,8 @@ class Dispatcher:
         # the count, and among workers by the random prefix (no system call per message).
         self._owner_prefix = secrets.token_hex(8)
         self._owners = itertools.count()
+        # Last round trips still in flight after their reply went (see _leave_behind).
+        self._behind: set[asyncio.Task[None]] = set()
 
     async def handle(self, msg: Incoming, budget: float, once: Once | None = None) -> Reply:
         """The reply to one message. Raises Duplicate for a retry, otherwise only for faults.
@@ -88,7 +91,8 @@ class Dispatcher:
         Two round trips to the store on the common path: KV.enter claims the message (with
         `once`), counts it, takes the user's lock and reads the conversation and the cached
         principal; KV.leave stores the rendered reply for retries, saves the conversation and
-        releases the lock.
+        releases the lock. A message that leaves the conversation as it was (a scan, `帮助`,
+        a code) is answered without waiting for KV.leave's answer: see _leave_behind.
         """
         started = time.perf_counter()
         if msg.kind == "event" and msg.event in ("view", "location"):
@@ -102,7 +106,8 @@ class Dispatcher:
         extra = [key for keys in self._prefetch for key in keys(msg)]
         reads = [*self._states.keys(openid), *([profile_key] if profile_key else []), *extra]
         lock_key = self._locks.key(openid)
-        async with self._locks.local(openid, timeout=budget):
+        turn = self._locks.local(openid, timeout=budget)
+        async with turn:
             entry = await self._kv.enter(
                 self._limiter.counter(openid),
                 COUNTER_TTL,
@@ -133,7 +138,7 @@ class Dispatcher:
                         # Read without the user's lock, perhaps before another worker's
                         # change to them: only the lock's holder caches a principal.
                         cache = fresh if locked else None
-                        await self._leave(lock_key, owner, once, reply, cache)
+                        self._leave_behind(turn, lock_key, owner, once, reply, cache)
                         return reply
                 if not locked:  # another worker has this user: wait for it, then read again
                     await self._locks.wait_for_store_lock(openid, owner, timeout=budget)
@@ -147,7 +152,7 @@ class Dispatcher:
                 route = self._router.match(msg, conv)
                 if route is None:
                     reply = Reply(Silence())
-                    await self._leave(lock_key, owner, once, reply, fresh)
+                    self._leave_behind(turn, lock_key, owner, once, reply, fresh)
                     return reply
                 _, args = split_command(msg.content) if msg.kind == "text" else ("", "")
                 deps = {
@@ -165,27 +170,61 @@ class Dispatcher:
                 await self._locks.release(openid, owner)
                 raise
             writes, deletes = self._states.changes(openid, conv)
-            stamps = [] if once is None else [once.stamp(reply)]
-            if fresh is not None:
-                stamps.append(fresh)
-            await self._kv.leave(lock_key, owner, writes, self._states.ttl, deletes, stamps)
+            if writes or deletes:  # the user is told only what is saved
+                stamps = [] if once is None else [once.stamp(reply)]
+                if fresh is not None:
+                    stamps.append(fresh)
+                await self._kv.leave(lock_key, owner, writes, self._states.ttl, deletes, stamps)
+            else:
+                self._leave_behind(turn, lock_key, owner, once, reply, fresh)
         _latency(route.handler.__name__).observe(time.perf_counter() - started)
         return reply
 
-    async def _leave(
+    def _leave_behind(
         self,
+        turn: Turn,
         lock_key: str,
         owner: str,
         once: Once | None,
         reply: Reply,
         fresh: Stamp | None,
     ) -> None:
-        """Release the lock (if still ours) and stamp the reply, saving no conversation; cache
-        a principal just read from the database (its stamp is guarded against drops)."""
+        """The last round trip of a message that saves no conversation, sent while its reply
+        goes: stamp the reply for retries, cache a principal just read from the database (its
+        stamp is guarded against drops), release the lock (if still ours).
+
+        Nothing the user is told waits on it, so the reply goes one round trip sooner.
+        Whatever comes next for this user or this message still finds it done first: here,
+        the user's turn passes on only when it is (a retry waits for the turn too); in
+        another worker, the store's lock is taken until then, and it waits for that.
+        If it fails, the reply has gone already and nothing was left unsaved: the lock and
+        the claim expire on their own (a retry then runs anew). `drain` waits for the ones
+        in flight at shutdown."""
         stamps = [] if once is None else [once.stamp(reply)]
         if fresh is not None:
             stamps.append(fresh)
-        await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
+        task = asyncio.get_running_loop().create_task(
+            self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
+        )
+        self._behind.add(task)
+        pass_on = turn.hold()
+
+        def left(task: asyncio.Task[None]) -> None:
+            pass_on()
+            self._left(task)
+
+        task.add_done_callback(left)
+
+    def _left(self, task: asyncio.Task[None]) -> None:
+        self._behind.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The error alone: the keys name the user.
+            log.warning("could not end a message's turn in the store: %r", exc)
+
+    async def drain(self) -> None:
+        """Wait for the last round trips still in flight (shutdown, before the store closes)."""
+        while self._behind:
+            await asyncio.wait(list(self._behind))
 
     def _too_fast(self, verdict: Verdict, user: Principal) -> Reply:
         RATE_LIMITED.inc()

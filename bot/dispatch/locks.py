@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from bot.keyspace import Keyspace
 from bot.kv import KV
@@ -32,11 +33,11 @@ class UserLocks:
     def key(self, openid: str) -> str:
         return self._keys.lock(openid)
 
-    def local(self, openid: str, timeout: float) -> _Turn:
+    def local(self, openid: str, timeout: float) -> Turn:
         """This process's queue for one user (first come, first served): `async with` it.
         A user with no other message here takes the turn at once, without a lock object,
         a timer or a suspension; only one who must wait gets them."""
-        return _Turn(self._local, openid, timeout)
+        return Turn(self._local, openid, timeout)
 
     async def wait_for_store_lock(self, openid: str, owner: str, timeout: float) -> None:
         """Poll until another worker releases the user's lock (or its TTL ends)."""
@@ -54,8 +55,8 @@ class UserLocks:
         await self._kv.delete_if_equals(self._keys.lock(openid), owner)
 
 
-class _Turn:
-    __slots__ = ("_openid", "_queues", "_timeout")
+class Turn:
+    __slots__ = ("_held", "_openid", "_queues", "_timeout")
 
     def __init__(
         self, queues: dict[str, deque[asyncio.Future[None]]], openid: str, timeout: float
@@ -63,6 +64,7 @@ class _Turn:
         self._queues = queues
         self._openid = openid
         self._timeout = timeout
+        self._held = False
 
     async def __aenter__(self) -> None:
         queue = self._queues.get(self._openid)
@@ -84,7 +86,14 @@ class _Turn:
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._pass_on()
+        if not self._held:
+            self._pass_on()
+
+    def hold(self) -> Callable[[], None]:
+        """Keep the turn past the end of the `async with`: the user's next message here waits
+        until the function returned is called (once)."""
+        self._held = True
+        return self._pass_on
 
     def _pass_on(self) -> None:
         queue = self._queues[self._openid]

@@ -155,11 +155,64 @@ async def test_a_failed_last_round_trip_answers_the_apology_and_a_retry_gets_it(
     kv = FailingLeave()
     wechat = await make_bot(kv=kv)
     kv.fail_for = "o_leave"
-    first = await wechat.say("o_leave", "帮助", msg_id=4)
+    first = await wechat.say("o_leave", "登记", msg_id=4)  # starts a conversation: saves it
     # Nothing was saved: the user is told so, not shown a reply whose state was lost.
     assert first == _sorry_zh()
-    assert await wechat.say("o_leave", "帮助", msg_id=4) == first
+    assert await wechat.say("o_leave", "登记", msg_id=4) == first
     assert wechat.client.app[K.CALLBACK]._dedup._local == {}
+
+
+async def test_a_message_that_saves_nothing_is_answered_though_its_last_round_trip_fails(
+    make_bot: MakeBot, caplog: Any
+) -> None:
+    kv = FailingLeave()
+    wechat = await make_bot(kv=kv)
+    kv.fail_for = "o_leave"
+    # The reply went before the round trip failed, and it lost nothing: it stands.
+    assert "你可以发送" in await wechat.say("o_leave", "帮助", msg_id=4)
+    dispatcher = wechat.client.app[K.CALLBACK]._dispatcher
+    await dispatcher.drain()
+    assert "could not end a message's turn in the store: ConnectionError" in caplog.text
+    assert "o_leave" not in caplog.text  # the error alone: its keys name the user
+
+
+async def test_a_message_that_saves_nothing_is_answered_before_its_last_round_trip(
+    make_bot: MakeBot,
+) -> None:
+    kv = SlowLeave()
+    wechat = await make_bot(kv=kv, reply_deadline=0.2)
+    await wechat.say("o_warm", "帮助")  # the principal loaded once, out of the timing
+    kv.delay = 0.4  # twice the deadline: waiting for it would answer `success`
+    xml = text_xml("o_quick", "帮助", msg_id=8)
+    status, body = await wechat.post(xml)
+    assert status == 200 and "你可以发送" in body
+    await wechat.client.app[K.CALLBACK]._dispatcher.drain()
+    # Stamped and released once it is done: the retry gets the same reply, the lock is free.
+    assert await wechat.post(xml) == (status, body)
+    assert await kv.get(wechat.client.app[K.CALLBACK]._dispatcher._locks.key("o_quick")) is None
+
+
+async def test_the_users_next_message_finds_the_last_round_trip_done(
+    make_bot: MakeBot, kv: KV
+) -> None:
+    # The reply no longer waits for the last round trip; the user's next message must still
+    # come after it, not find the user's lock taken and poll for it.
+    wechat = await make_bot(kv=kv)
+    await wechat.say("o_burst", "帮助")  # the principal loaded once
+    locks = wechat.client.app[K.CALLBACK]._dispatcher._locks
+    polled: list[str] = []
+    original = locks.wait_for_store_lock
+
+    async def polling(openid: str, owner: str, timeout: float) -> None:
+        polled.append(openid)
+        await original(openid, owner, timeout)
+
+    locks.wait_for_store_lock = polling  # type: ignore[method-assign]
+    replies = await asyncio.gather(
+        *(wechat.say("o_burst", "帮助", msg_id=20 + i) for i in range(6))
+    )
+    assert all("你可以发送" in reply for reply in replies)
+    assert polled == []
 
 
 class SlowLeave(MemoryKV):
@@ -181,7 +234,7 @@ async def test_a_deadline_passing_during_the_last_round_trip_still_stamps_succes
     wechat = await make_bot(kv=kv, reply_deadline=0.2)
     await wechat.say("o_warm", "帮助")  # the principal loaded once, out of the timing
     kv.delay = 0.4
-    xml = text_xml("o_slowleave", "帮助", msg_id=5)
+    xml = text_xml("o_slowleave", "登记", msg_id=5)  # saves a conversation: waits for it
     assert await wechat.post(xml) == (200, "success")
     for _ in range(60):
         if fake_api.sent:
@@ -321,7 +374,7 @@ async def test_the_store_failing_after_the_deadline_leaves_the_success_answer_al
     await wechat.say("o_warm", "帮助")
     kv.broken_for = "o_gone"
     # The answer at the deadline stands: `success`, not a 500 or the apology.
-    assert await wechat.post(text_xml("o_gone", "帮助", msg_id=7)) == (200, "success")
+    assert await wechat.post(text_xml("o_gone", "登记", msg_id=7)) == (200, "success")
     for _ in range(100):
         if "could not finish a late text message" in caplog.text:
             break

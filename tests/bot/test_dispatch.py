@@ -361,8 +361,10 @@ async def test_a_principal_dropped_meanwhile_is_cached_by_no_reply(kv: KV) -> No
     def dispatcher(router: Router, per_minute: int) -> Dispatcher:
         return _dispatcher(kv, router, per_minute=per_minute, accounts=DroppingAccounts(kv))
 
-    # A message no route answers.
-    await dispatcher(Router(), 1000).handle(_text("o_none", "?", 1), budget=5)
+    # A message no route answers. (Its last round trip goes while it is answered: drain.)
+    silent = dispatcher(Router(), 1000)
+    await silent.handle(_text("o_none", "?", 1), budget=5)
+    await silent.drain()
     assert (await kv.get(KEYS.profile("o_none")) or b"").startswith(DROPPED)
     # A message over the rate limit (the principal decides the limit).
     answering = Router()
@@ -370,10 +372,13 @@ async def test_a_principal_dropped_meanwhile_is_cached_by_no_reply(kv: KV) -> No
     limited = dispatcher(answering, 1)
     for msg_id in (2, 3, 4):
         await limited.handle(_text("o_fast", "hi", msg_id), budget=5)
+    await limited.drain()
     assert (await kv.get(KEYS.profile("o_fast")) or b"").startswith(DROPPED)
     # A message answered: the drop came from another worker, whose count this process never
     # saw; the marker alone keeps the stale principal out.
-    await dispatcher(answering, 1000).handle(_text("o_answered", "hi", 5), budget=5)
+    answered = dispatcher(answering, 1000)
+    await answered.handle(_text("o_answered", "hi", 5), budget=5)
+    await answered.drain()
     assert (await kv.get(KEYS.profile("o_answered")) or b"").startswith(DROPPED)
 
 
@@ -405,11 +410,14 @@ async def test_a_principal_read_after_a_drop_is_cached(kv: KV) -> None:
     dispatcher = _dispatcher(kv, router, accounts=CachingAccounts())
     await drop_principal(kv, KEYS, "o_after")
     await dispatcher.handle(_text("o_after", "hi", 1), budget=5)
+    await dispatcher.drain()  # the stamp rides the last round trip, sent with the reply
     assert await kv.get(KEYS.profile("o_after")) == b"cached"
     await dispatcher.handle(_text("o_new", "hi", 2), budget=5)
+    await dispatcher.drain()
     assert await kv.get(KEYS.profile("o_new")) == b"cached"
     await kv.set(KEYS.profile("o_old"), "an entry past its granularity", 60)
     await dispatcher.handle(_text("o_old", "hi", 3), budget=5)
+    await dispatcher.drain()
     assert await kv.get(KEYS.profile("o_old")) == b"cached"
 
 
@@ -455,6 +463,8 @@ async def test_only_the_worker_holding_the_lock_caches_a_principal(kv: KV) -> No
     await asyncio.sleep(0.02)  # A holds the user's lock
     await b.handle(_text("o_both", "again", 2), budget=5)  # over the limit
     await first
+    await a.drain()
+    await b.drain()
     assert (await kv.get(KEYS.profile("o_both")) or b"").startswith(DROPPED)
 
 
