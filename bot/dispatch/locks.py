@@ -30,6 +30,10 @@ class UserLocks:
         # A user whose message is being handled here → the messages waiting behind it.
         self._local: dict[str, deque[asyncio.Future[None]]] = {}
 
+    def in_hand(self) -> int:
+        """How many users have a message being handled in this process."""
+        return len(self._local)
+
     def key(self, openid: str) -> str:
         return self._keys.lock(openid)
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import appkeys as K
+from bot.dispatch.dispatcher import BEHIND_AT_MOST
 from bot.i18n import translator
 from bot.kv import KV, MemoryKV, Stamp
 from bot.wechat.dedup import PENDING, Deduplicator
@@ -190,6 +191,22 @@ async def test_a_message_that_saves_nothing_is_answered_before_its_last_round_tr
     # Stamped and released once it is done: the retry gets the same reply, the lock is free.
     assert await wechat.post(xml) == (status, body)
     assert await kv.get(wechat.client.app[K.CALLBACK]._dispatcher._locks.key("o_quick")) is None
+
+
+async def test_a_busy_worker_answers_only_after_the_last_round_trip(
+    make_bot: MakeBot, monkeypatch: Any
+) -> None:
+    kv = SlowLeave()
+    wechat = await make_bot(kv=kv, reply_deadline=0.2)
+    await wechat.say("o_warm", "帮助")
+    locks = wechat.client.app[K.CALLBACK]._dispatcher._locks
+    kv.delay = 0.4  # twice the deadline: waiting for it answers `success`
+    monkeypatch.setattr(locks, "in_hand", lambda: BEHIND_AT_MOST)
+    status, body = await wechat.post(text_xml("o_calm", "帮助", msg_id=30))
+    assert status == 200 and "你可以发送" in body
+    monkeypatch.setattr(locks, "in_hand", lambda: BEHIND_AT_MOST + 1)
+    # Under load the answers wait for their round trips, and go out together.
+    assert await wechat.post(text_xml("o_busy", "帮助", msg_id=31)) == (200, "success")
 
 
 async def test_the_users_next_message_finds_the_last_round_trip_done(
