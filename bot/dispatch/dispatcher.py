@@ -207,29 +207,33 @@ class Dispatcher:
         Whatever comes next for this user or this message still finds it done first: here,
         the user's turn passes on only when it is (a retry waits for the turn too); in
         another worker, the store's lock is taken until then, and it waits for that.
-        If it fails, the reply has gone already and nothing was left unsaved: the lock and
-        the claim expire on their own (a retry then runs anew). `drain` waits for the ones
-        in flight at shutdown."""
+        A failed round trip is sent once more (a lost connection is opened again for it;
+        sent twice, it does the same). If that fails too, the reply has gone already and
+        nothing was left unsaved, but the lock and the claim stay until they expire
+        (LOCK_TTL, the claim's pending ttl: 30 s): meanwhile the user's next message is told
+        to try again in a moment, and a retry gets `success`. `drain` waits for the ones in
+        flight at shutdown."""
         stamps = [] if once is None else [once.stamp(reply)]
         if fresh is not None:
             stamps.append(fresh)
-        task = asyncio.get_running_loop().create_task(
-            self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
-        )
+        task = asyncio.get_running_loop().create_task(self._leave_twice(lock_key, owner, stamps))
         self._behind.add(task)
         pass_on = turn.hold()
 
         def left(task: asyncio.Task[None]) -> None:
+            self._behind.discard(task)
             pass_on()
-            self._left(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                # The error alone: the keys name the user.
+                log.warning("could not end a message's turn in the store: %r", exc)
 
         task.add_done_callback(left)
 
-    def _left(self, task: asyncio.Task[None]) -> None:
-        self._behind.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # The error alone: the keys name the user.
-            log.warning("could not end a message's turn in the store: %r", exc)
+    async def _leave_twice(self, lock_key: str, owner: str, stamps: list[Stamp]) -> None:
+        try:
+            await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
+        except Exception:
+            await self._kv.leave(lock_key, owner, {}, self._states.ttl, [], stamps)
 
     async def drain(self) -> None:
         """Wait for the last round trips still in flight (shutdown, before the store closes)."""

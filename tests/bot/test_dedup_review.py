@@ -134,6 +134,7 @@ class FailingLeave(MemoryKV):
     def __init__(self) -> None:
         super().__init__()
         self.fail_for: str | None = None
+        self.failures = 1  # how many times in a row
 
     async def leave(
         self,
@@ -145,7 +146,9 @@ class FailingLeave(MemoryKV):
         stamps: Sequence[Stamp] = (),
     ) -> None:
         if self.fail_for is not None and self.fail_for in lock:
-            self.fail_for = None
+            self.failures -= 1
+            if self.failures <= 0:
+                self.fail_for = None
             raise ConnectionError("store lost")
         await super().leave(lock, owner, writes, ttl, deletes, stamps)
 
@@ -168,13 +171,52 @@ async def test_a_message_that_saves_nothing_is_answered_though_its_last_round_tr
 ) -> None:
     kv = FailingLeave()
     wechat = await make_bot(kv=kv)
-    kv.fail_for = "o_leave"
-    # The reply went before the round trip failed, and it lost nothing: it stands.
-    assert "你可以发送" in await wechat.say("o_leave", "帮助", msg_id=4)
     dispatcher = wechat.client.app[K.CALLBACK]._dispatcher
+    # Once: the reply went before the round trip failed, and it lost nothing; the round
+    # trip is sent again, and then the reply is stamped and the lock free.
+    kv.fail_for = "o_once"
+    xml = text_xml("o_once", "帮助", msg_id=4)
+    first = await wechat.reply(xml)
+    assert first is not None and "你可以发送" in first["Content"]
+    await dispatcher.drain()
+    assert await wechat.reply(xml) == first
+    assert await kv.get(dispatcher._locks.key("o_once")) is None
+    assert "could not end" not in caplog.text
+    # Twice: the answer stands all the same, and the failure is logged, without the user.
+    kv.fail_for, kv.failures = "o_twice", 2
+    assert "你可以发送" in await wechat.say("o_twice", "帮助", msg_id=5)
     await dispatcher.drain()
     assert "could not end a message's turn in the store: ConnectionError" in caplog.text
-    assert "o_leave" not in caplog.text  # the error alone: its keys name the user
+    assert "o_twice" not in caplog.text  # the error alone: its keys name the user
+    # The lock stays until it expires (LOCK_TTL), as documented.
+    assert await kv.get(dispatcher._locks.key("o_twice")) is not None
+
+
+async def test_a_late_message_that_saves_nothing_is_pushed_once(
+    make_bot: MakeBot, fake_api: FakeWeChatAPI
+) -> None:
+    wechat = await make_bot(reply_deadline=0.2)
+    accounts = wechat.client.app[K.SERVICES]["accounts"]
+    lookup = accounts.lookup
+
+    async def slow_lookup(openid: str, **kwargs: Any) -> Any:
+        if openid == "o_slowhelp":
+            await asyncio.sleep(0.4)
+        return await lookup(openid, **kwargs)
+
+    accounts.lookup = slow_lookup
+    xml = text_xml("o_slowhelp", "帮助", msg_id=9)
+    assert await wechat.post(xml) == (200, "success")
+    for _ in range(60):
+        if fake_api.sent:
+            break
+        await asyncio.sleep(0.05)
+    await wechat.client.app[K.CALLBACK]._dispatcher.drain()
+    await asyncio.sleep(0.05)
+    assert len(fake_api.sent) == 1  # the answer went as a push…
+    # …so WeChat's retry gets `success`, not the answer a second time.
+    assert await wechat.post(xml) == (200, "success")
+    assert len(fake_api.sent) == 1
 
 
 async def test_a_message_that_saves_nothing_is_answered_before_its_last_round_trip(
