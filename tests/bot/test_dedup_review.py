@@ -15,7 +15,7 @@ from bot.i18n import translator
 from bot.kv import KV, MemoryKV, Stamp
 from bot.wechat.dedup import PENDING, Deduplicator
 from tests.bot.conftest import MakeBot, slow_binding
-from tests.support import FakeWeChatAPI, id_tail, text_xml
+from tests.support import FakeWeChatAPI, WeChat, id_tail, text_xml
 
 SORRY = "Sorry, something went wrong on our side. Please try again in a minute."
 
@@ -219,13 +219,32 @@ async def test_a_late_message_that_saves_nothing_is_pushed_once(
     assert len(fake_api.sent) == 1
 
 
+class SlowLeave(MemoryKV):
+    """The last round trip takes longer than the time left to the deadline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delay = 0.0
+
+    async def leave(self, *args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(self.delay)
+        await super().leave(*args, **kwargs)
+
+
+async def slow_leave_bot(make_bot: MakeBot) -> tuple[SlowLeave, WeChat]:
+    """A bot whose last round trips take 0.4 s, twice its reply deadline; a first `帮助` has
+    loaded a principal once, out of the timing."""
+    kv = SlowLeave()
+    wechat = await make_bot(kv=kv, reply_deadline=0.2)
+    await wechat.say("o_warm", "帮助")
+    kv.delay = 0.4
+    return kv, wechat
+
+
 async def test_a_message_that_saves_nothing_is_answered_before_its_last_round_trip(
     make_bot: MakeBot,
 ) -> None:
-    kv = SlowLeave()
-    wechat = await make_bot(kv=kv, reply_deadline=0.2)
-    await wechat.say("o_warm", "帮助")  # the principal loaded once, out of the timing
-    kv.delay = 0.4  # twice the deadline: waiting for it would answer `success`
+    kv, wechat = await slow_leave_bot(make_bot)  # waiting for it would answer `success`
     xml = text_xml("o_quick", "帮助", msg_id=8)
     status, body = await wechat.post(xml)
     assert status == 200 and "你可以发送" in body
@@ -238,11 +257,8 @@ async def test_a_message_that_saves_nothing_is_answered_before_its_last_round_tr
 async def test_a_busy_worker_answers_only_after_the_last_round_trip(
     make_bot: MakeBot, monkeypatch: Any
 ) -> None:
-    kv = SlowLeave()
-    wechat = await make_bot(kv=kv, reply_deadline=0.2)
-    await wechat.say("o_warm", "帮助")
+    _, wechat = await slow_leave_bot(make_bot)  # waiting for it answers `success`
     locks = wechat.client.app[K.CALLBACK]._dispatcher._locks
-    kv.delay = 0.4  # twice the deadline: waiting for it answers `success`
     monkeypatch.setattr(locks, "in_hand", lambda: BEHIND_AT_MOST)
     status, body = await wechat.post(text_xml("o_calm", "帮助", msg_id=30))
     assert status == 200 and "你可以发送" in body
@@ -274,25 +290,10 @@ async def test_the_users_next_message_finds_the_last_round_trip_done(
     assert polled == []
 
 
-class SlowLeave(MemoryKV):
-    """The last round trip takes longer than the time left to the deadline."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.delay = 0.0
-
-    async def leave(self, *args: Any, **kwargs: Any) -> None:
-        await asyncio.sleep(self.delay)
-        await super().leave(*args, **kwargs)
-
-
 async def test_a_deadline_passing_during_the_last_round_trip_still_stamps_success(
     make_bot: MakeBot, fake_api: FakeWeChatAPI
 ) -> None:
-    kv = SlowLeave()
-    wechat = await make_bot(kv=kv, reply_deadline=0.2)
-    await wechat.say("o_warm", "帮助")  # the principal loaded once, out of the timing
-    kv.delay = 0.4
+    kv, wechat = await slow_leave_bot(make_bot)
     xml = text_xml("o_slowleave", "登记", msg_id=5)  # saves a conversation: waits for it
     assert await wechat.post(xml) == (200, "success")
     for _ in range(60):
