@@ -387,6 +387,14 @@ def main() -> None:
     )
     p.add_argument("--lock-every", type=float, default=2.0)
     p.add_argument(
+        "--open-rounds",
+        type=int,
+        default=0,
+        help="then, at each rate, this many short open-loop runs of the bot and the echo in "
+        "turn (--open-round-seconds each): the p99 of each, and its median",
+    )
+    p.add_argument("--open-round-seconds", type=int, default=10)
+    p.add_argument(
         "--no-help-baseline",
         dest="help_baseline",
         action="store_false",
@@ -662,27 +670,64 @@ def main() -> None:
             # turns with the other's, so that the machine's drift falls on both alike.
             bot_rate, echo_rate = (n / max(s, 1e-9) for n, s in served.values())
             results["pairs_pooled_rps_pct"] = round(100 * bot_rate / max(echo_rate, 1e-9), 1)
-        for rate in (float(r) for r in args.rates.split(",")):
-            for name, url, mode in (("bot", bot_url, "bot"), ("echo", echo_url, "echo")):
+
+        def open_measured(
+            name: str, url: str, rate: float, seconds: int, latencies: Path | None
+        ) -> dict[str, Any]:
+            before = cpu_seconds(pids[name])
+            ticks = cpu_ticks()
+            holding = (
+                lock_holder(tmp / "bench.db", args.lock_holds / 1000, args.lock_every)
+                if args.lock_holds and name == "bot"
+                else contextlib.nullcontext([0])
+            )
+            with holding as holds:
+                result = open_loop(url, name, rate, seconds, latencies)
+            result["steal_pct"] = steal_pct(ticks)
+            if args.lock_holds and name == "bot":
+                result["lock_holds"] = holds[0]
+            # At these rates batches hold a scan or two: what a scan costs at a real gate.
+            used = cpu_seconds(pids[name]) - before
+            result["cpu_us_per_request"] = round(1e6 * used / max(1, result["sent"]), 1)
+            return result
+
+        rates = [float(r) for r in args.rates.split(",")]
+        for rate in rates:
+            for name, url in (("bot", bot_url), ("echo", echo_url)):
                 log(f"open loop {name}: {rate:.0f}/s for {args.duration} s")
-                before = cpu_seconds(pids[name])
-                ticks = cpu_ticks()
-                holding = (
-                    lock_holder(tmp / "bench.db", args.lock_holds / 1000, args.lock_every)
-                    if args.lock_holds and name == "bot"
-                    else contextlib.nullcontext([0])
+                results[f"{name}_open_{rate:.0f}"] = open_measured(
+                    name, url, rate, args.duration, tmp / f"latencies-{name}-{rate:.0f}.txt"
                 )
-                with holding as holds:
-                    result = open_loop(
-                        url, mode, rate, args.duration, tmp / f"latencies-{name}-{rate:.0f}.txt"
+        if args.open_rounds:
+            # The tail in turns: a stall of the host's lands on one short round, not on the
+            # whole figure, and the echo beside each round shows what the machine allowed.
+            for rate in rates:
+                log(
+                    f"{args.open_rounds} open-loop rounds of bot and echo at {rate:.0f}/s, "
+                    f"{args.open_round_seconds} s each"
+                )
+                rounds = []
+                for _ in range(args.open_rounds):
+                    pair = {
+                        name: open_measured(name, url, rate, args.open_round_seconds, None)
+                        for name, url in (("bot", bot_url), ("echo", echo_url))
+                    }
+                    rounds.append(
+                        {
+                            f"{name}_{field}": one[field]
+                            for name, one in pair.items()
+                            for field in (
+                                "p50_ms",
+                                "p99_ms",
+                                "p99_without_steal_ms",
+                                "touched_by_steal",
+                                "steal_pct",
+                                "matched",
+                                "sent",
+                            )
+                        }
                     )
-                result["steal_pct"] = steal_pct(ticks)
-                if args.lock_holds and name == "bot":
-                    result["lock_holds"] = holds[0]
-                # At these rates batches hold a scan or two: what a scan costs at a real gate.
-                used = cpu_seconds(pids[name]) - before
-                result["cpu_us_per_request"] = round(1e6 * used / max(1, result["sent"]), 1)
-                results[f"{name}_open_{rate:.0f}"] = result
+                results[f"open_rounds_{rate:.0f}"] = rounds
         with sqlite3.connect(tmp / "bench.db") as db:
             results["access_records"] = db.execute(
                 "select count(*) from access_records"
@@ -715,12 +760,20 @@ def main() -> None:
     )
     # Steal: how much of each core the hypervisor took for other guests meanwhile. On a
     # shared host it, more than the code, decides a tail: answers wait while it lasts.
-    print(f"{'':28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'passes':>10}{'steal % core 0·1':>19}")
+    # "p99 unstolen": the open loop's p99 over the answers no steal touched (verify_load.py).
+    print(
+        f"{'':28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'p99 unstolen':>14}{'passes':>10}"
+        f"{'steal % core 0·1':>19}"
+    )
     for key in [k for k in results if k.endswith("_wrk") or "_open_" in k]:
         r = results[key]
         rps = r.get("rps") or r.get("offered_rps")
-        stolen = "·".join(f"{p:g}" for p in r["steal_pct"])
-        print(f"{key:28}{rps:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['matched']:>10}{stolen:>19}")
+        steal_cell = "·".join(f"{p:g}" for p in r["steal_pct"])
+        unstolen = r.get("p99_without_steal_ms", "–")
+        print(
+            f"{key:28}{rps:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{unstolen:>14}"
+            f"{r['matched']:>10}{steal_cell:>19}"
+        )
     print(f"bot/echo throughput: {100 * bot['rps'] / echo['rps']:.1f}%")
     for name, r in [(k.removesuffix("_wrk"), v) for k, v in results.items() if k.endswith("_wrk")]:
         print(
@@ -733,7 +786,8 @@ def main() -> None:
         print(
             f"{key}: {results[key]['cpu_us_per_request']} µs CPU per request (open loop); "
             f"the generator's own send lag, p99: {results[key]['send_lag_p99_ms']} ms; "
-            f"answers over 10 ms came in bursts of {results[key]['over_10ms_bursts']}"
+            f"answers over 10 ms came in bursts of {results[key]['over_10ms_bursts']}, "
+            f"{results[key]['slow_touched_by_steal']} of them with steal on their way"
             + (
                 f"; the write lock held {args.lock_holds:.0f} ms, "
                 f"{results[key]['lock_holds']} times"
@@ -762,6 +816,31 @@ def main() -> None:
         )
         stolen = [p for pair in results["pairs_core0_steal_pct"] for p in pair]
         print(f"core 0 stolen in the pairs' runs: from {min(stolen):g}% to {max(stolen):g}%")
+    for key in [k for k in results if k.startswith("open_rounds_")]:
+        rounds = results[key]
+        summary = {}
+        for name in ("bot", "echo"):
+            p99s = [r[f"{name}_p99_ms"] for r in rounds]
+            unstolen = [r[f"{name}_p99_without_steal_ms"] for r in rounds]
+            summary[name] = {
+                "p99_median_ms": round(statistics.median(p99s), 3),
+                "p99_range_ms": [min(p99s), max(p99s)],
+                "rounds_p99_under_10ms": sum(1 for v in p99s if v < 10),
+                "p99_without_steal_median_ms": round(statistics.median(unstolen), 3),
+                "core0_steal_pct": [r[f"{name}_steal_pct"][0] for r in rounds],
+            }
+        results[f"{key}_summary"] = summary
+        bot_s, echo_s = summary["bot"], summary["echo"]
+        print(
+            f"{len(rounds)} open-loop rounds at {key.removeprefix('open_rounds_')}/s, "
+            f"p99 bot · echo: median {bot_s['p99_median_ms']} · {echo_s['p99_median_ms']} ms "
+            f"(bot from {bot_s['p99_range_ms'][0]} to {bot_s['p99_range_ms'][1]} ms); "
+            f"under 10 ms in {bot_s['rounds_p99_under_10ms']} · "
+            f"{echo_s['rounds_p99_under_10ms']} rounds; unstolen, median "
+            f"{bot_s['p99_without_steal_median_ms']} · {echo_s['p99_without_steal_median_ms']}"
+            f" ms; core 0 stolen in the bot's rounds: "
+            f"{' '.join(f'{v:g}' for v in bot_s['core0_steal_pct'])}%"
+        )
     print(
         f"access records written: {results['access_records']} "
         f"(scans answered in the measured runs: {answered_by_bot}, plus warm-up and pairs)"

@@ -10,18 +10,25 @@ coordinated omission). The last line is BENCH_JSON {...} for bench/run_verify.py
 
 `send lag` is how late the generator itself started each request (its own event loop, on a
 shared core): a tail the server did not cause. `--latencies FILE` writes one line per answered
-request, `offset_s latency_ms send_lag_ms` (offset from the first scheduled send), to see when
-slow answers came and whether they came together.
+request, `offset_s latency_ms send_lag_ms stolen_ms` (offset from the first scheduled send), to
+see when slow answers came and whether they came together.
+
+`stolen` is the time the host took from either core while the request was on its way (from
+/proc/stat, sampled every few milliseconds in a thread; see StealWatch): a request the host
+stalled is slow whatever the server does. `p99_without_steal_ms` is the p99 of the requests
+no steal touched, beside the p99 of them all.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,6 +68,54 @@ def bursts(timeline: list[tuple[float, float, float]], slow: float, gap: float) 
     return sizes
 
 
+class StealWatch(threading.Thread):
+    """Each core's stolen time (/proc/stat: the time the hypervisor gave the core to another
+    guest while this machine had work for it), read every `every` seconds, kept where it
+    changed. The kernel counts steal in whole clock ticks at a core's next tick, so a stall
+    shows up a tick or two after it began and ended, hence the margin in `stolen`."""
+
+    def __init__(self, every: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self.every = every
+        self.tick = 1 / os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, int]] = []  # (monotonic time, ticks stolen on all cores)
+        self._times: list[float] | None = None
+        self.done = threading.Event()
+        self.fd = os.open("/proc/stat", os.O_RDONLY)
+
+    def read(self) -> int:
+        # "cpu  …" (all cores), then "cpu0 …", "cpu1 …": field 8 is steal, after user,
+        # nice, system, idle, iowait, irq and softirq.
+        lines = os.pread(self.fd, 65536, 0).split(b"\n")
+        return sum(
+            int(line.split()[8]) for line in lines if line[:3] == b"cpu" and line[3:4] != b" "
+        )
+
+    def run(self) -> None:
+        last = self.read()
+        self.samples.append((time.monotonic(), last))
+        while not self.done.wait(self.every):
+            now = self.read()
+            if now != last:
+                self.samples.append((time.monotonic(), now))
+                last = now
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        os.close(self.fd)
+
+    def stolen(self, start: float, end: float, margin: float = 0.025) -> float:
+        """Seconds stolen from the cores, as counted between `start` and `end` + margin."""
+        times = [at for at, _ in self.samples] if self._times is None else self._times
+        self._times = times
+        first = bisect.bisect_right(times, start) - 1
+        last = bisect.bisect_right(times, end + margin) - 1
+        if first < 0:
+            return 0.0
+        return (self.samples[last][1] - self.samples[first][1]) * self.tick
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -77,6 +132,10 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
     base_time = 1_500_000_000 + (now % 1000) * 1_000_000
     latency: list[float] = []
     timeline: list[tuple[float, float, float]] = []  # (scheduled, latency, send lag)
+    # asyncio's loop.time() is time.monotonic(): the watch's samples and the requests share
+    # a clock.
+    watch = StealWatch()
+    watch.start()
     start = 0.0
     counts = {"matched": 0, "other": 0, "non200": 0, "errors": 0}
     loop = asyncio.get_running_loop()
@@ -114,11 +173,17 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
             tasks.append(asyncio.create_task(one(i, at)))
         elapsed = loop.time() - start
         await asyncio.wait(tasks, timeout=15)
+    watch.stop()
     lat = sorted(latency)
     send_lag = sorted(lag for _, _, lag in timeline)
+    stolen = [watch.stolen(start + at, start + at + took) for at, took, _ in timeline]
+    clean = sorted(took for (_, took, _), s in zip(timeline, stolen, strict=True) if not s)
     if args.latencies is not None:
         args.latencies.write_text(
-            "".join(f"{at:.4f} {1e3 * took:.3f} {1e3 * lag:.3f}\n" for at, took, lag in timeline)
+            "".join(
+                f"{at:.4f} {1e3 * took:.3f} {1e3 * lag:.3f} {1e3 * s:.0f}\n"
+                for (at, took, lag), s in zip(timeline, stolen, strict=True)
+            )
         )
     return {
         "scenario": "verify_open_loop",
@@ -132,6 +197,12 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
         "p99_ms": round(percentile(lat, 99) * 1000, 3),
         "max_ms": round(lat[-1] * 1000, 3) if lat else None,
         "send_lag_p99_ms": round(percentile(send_lag, 99) * 1000, 3),
+        # The same p99 over the answers no steal touched, and how many that left out.
+        "p99_without_steal_ms": round(percentile(clean, 99) * 1000, 3),
+        "touched_by_steal": len(lat) - len(clean),
+        "slow_touched_by_steal": sum(
+            1 for (_, took, _), s in zip(timeline, stolen, strict=True) if took > 0.010 and s
+        ),
         "over_10ms_bursts": bursts(timeline, 0.010, 0.1),
         **counts,
     }
