@@ -728,6 +728,7 @@ def main() -> None:
                                 "host_pauses_ms",
                                 "steal_pct",
                                 "matched",
+                                "other",
                                 "sent",
                             )
                         }
@@ -752,9 +753,20 @@ def main() -> None:
         for k, v in results.items()
         if k.startswith("bot_") and not k.startswith("bot_help") and isinstance(v, dict)
     )
+    rounds_run = [
+        (f"{key} round {i + 1}", one)
+        for key, value in results.items()
+        if key.startswith("open_rounds_") and isinstance(value, list)
+        for i, one in enumerate(value)
+    ]
+    answered_by_bot += sum(one["bot_matched"] + one["bot_other"] for _, one in rounds_run)
     bot, echo = results["bot_wrk"], results["echo_wrk"]
-    for key, value in results.items():
-        if key.startswith("bot") and isinstance(value, dict) and "matched" in value:
+    checked = [(k, v) for k, v in results.items() if k.startswith("bot") and isinstance(v, dict)]
+    checked += [
+        (key, {"matched": one["bot_matched"], "sent": one["bot_sent"]}) for key, one in rounds_run
+    ]
+    for key, value in checked:
+        if "matched" in value:
             total = value.get("requests") or value.get("sent") or 0
             if total and value["matched"] < 0.99 * total:
                 print(f"WARNING: {key}: only {value['matched']}/{total} expected replies")
@@ -775,7 +787,7 @@ def main() -> None:
         r = results[key]
         rps = r.get("rps") or r.get("offered_rps")
         steal_cell = "·".join(f"{p:g}" for p in r["steal_pct"])
-        quiet = r.get("p99_host_quiet_ms", "–")
+        quiet = r.get("p99_host_quiet_ms") or "–"  # not in wrk's; None: the host touched all
         print(
             f"{key:28}{rps:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{quiet:>16}"
             f"{r['matched']:>10}{steal_cell:>19}"
@@ -828,7 +840,7 @@ def main() -> None:
         summary = {}
         for name in ("bot", "echo"):
             p99s = [r[f"{name}_p99_ms"] for r in rounds]
-            quiet = [r[f"{name}_p99_host_quiet_ms"] for r in rounds]
+            quiet = [v for r in rounds if (v := r[f"{name}_p99_host_quiet_ms"]) is not None]
             # The rounds the host all but left alone: what the code gives when it is not
             # waiting for the machine.
             calm = [
@@ -841,7 +853,7 @@ def main() -> None:
                 "p99_median_ms": round(statistics.median(p99s), 3),
                 "p99_range_ms": [min(p99s), max(p99s)],
                 "rounds_p99_under_10ms": sum(1 for v in p99s if v < 10),
-                "p99_host_quiet_median_ms": round(statistics.median(quiet), 3),
+                "p99_host_quiet_median_ms": round(statistics.median(quiet), 3) if quiet else None,
                 "core0_steal_pct": [r[f"{name}_steal_pct"][0] for r in rounds],
             }
         results[f"{key}_summary"] = summary
@@ -859,13 +871,14 @@ def main() -> None:
         print(
             f"  in the rounds the host took under {CALM_STEAL_PCT:g}% of either core: p99 under "
             f"10 ms in {bot_s['calm_rounds_p99_under_10ms']} of {bot_s['calm_rounds']} "
-            f"(at most {bot_s['calm_p99_max_ms']} ms) · the echo's in "
+            f"(at most {bot_s['calm_p99_max_ms'] or '–'} ms) · the echo's in "
             f"{echo_s['calm_rounds_p99_under_10ms']} of {echo_s['calm_rounds']} "
-            f"(at most {echo_s['calm_p99_max_ms']} ms)"
+            f"(at most {echo_s['calm_p99_max_ms'] or '–'} ms)"
         )
     print(
         f"access records written: {results['access_records']} "
-        f"(scans answered in the measured runs: {answered_by_bot}, plus warm-up and pairs)"
+        f"(scans answered in the measured runs and rounds: {answered_by_bot}, plus warm-up and "
+        "pairs)"
     )
     results["bot_over_echo_pct"] = round(100 * bot["rps"] / echo["rps"], 1)
     if args.json_out:

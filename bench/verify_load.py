@@ -11,7 +11,9 @@ coordinated omission). The last line is BENCH_JSON {...} for bench/run_verify.py
 `send lag` is how late the generator itself started each request (its own event loop, on a
 shared core): a tail the server did not cause. `--latencies FILE` writes one line per answered
 request, `offset_s latency_ms send_lag_ms stolen_ms` (offset from the first scheduled send), to
-see when slow answers came and whether they came together.
+see when slow answers came and whether they came together; `stolen_ms` is what the host took
+while the request was on its way, approximately (all cores' steal and the pauses together,
+see HostWatch): read it as "touched or not" more than as a length.
 
 `stolen` is what the host took while the request was on its way (see HostWatch): the cores'
 stolen time from /proc/stat, and the time this generator's core did not run at all, which
@@ -76,11 +78,14 @@ class HostWatch(threading.Thread):
 
     - steal: each core's stolen time in /proc/stat (the time the hypervisor gave the core
       to another guest while this machine had work for it), kept where it changed. The
-      kernel counts it in whole clock ticks at a core's next tick, so a stall shows up a
-      tick or two late, hence the margin in `taken`;
-    - pauses: a wake more than `late` seconds late. Nothing on this core (the generator at
-      a few hundred requests a second, and Redis) holds it that long, so the core did not
-      run: a pause of the whole machine by a host above the one that counts steal.
+      file shows it in whole clock ticks (10 ms), rounded down, so a short steal shows only
+      once the total crosses the next tick, perhaps during a later request; hence the
+      margin in `taken`, and "touched" is approximate;
+    - pauses: a wake more than `late` seconds late. On this core the generator at a few
+      hundred requests a second holds the GIL for at most a few milliseconds at a time
+      (its longest garbage collection at 200/s: 1.75 ms), and Redis shares the core at the
+      same niceness; a wake that late most likely means the core did not run at all: a
+      pause of the whole machine by a host above the one that counts steal.
     """
 
     def __init__(self, every: float = 0.005, late: float = 0.010) -> None:
@@ -88,7 +93,7 @@ class HostWatch(threading.Thread):
         self.every, self.late = every, late
         self.tick = 1 / os.sysconf("SC_CLK_TCK")
         self.samples: list[tuple[float, int]] = []  # (monotonic time, ticks stolen on all cores)
-        self.pauses: list[tuple[float, float]] = []  # (last wake before it, first after)
+        self.pauses: list[tuple[float, float]] = []  # (when the wake was due, when it came)
         self.times: list[float] = []  # of the samples, once stopped
         self.done = threading.Event()
         self.fd = os.open("/proc/stat", os.O_RDONLY)
@@ -105,10 +110,12 @@ class HostWatch(threading.Thread):
         last = self.read()
         woke = time.monotonic()
         self.samples.append((woke, last))
-        while not self.done.wait(self.every):
+        stopping = False
+        while not stopping:
+            stopping = self.done.wait(self.every)
             now, ticks = time.monotonic(), self.read()
-            if now - woke > self.every + self.late:
-                self.pauses.append((woke, now))
+            if not stopping and now - woke > self.every + self.late:
+                self.pauses.append((woke + self.every, now))
             woke = now
             if ticks != last:
                 self.samples.append((now, ticks))
@@ -123,11 +130,9 @@ class HostWatch(threading.Thread):
     def taken(self, start: float, end: float, margin: float = 0.025) -> float:
         """Seconds the host took between `start` and `end`: the cores' steal counted up to
         `margin` after it, and the pauses of this core that overlap it."""
-        first = bisect.bisect_right(self.times, start) - 1
-        last = bisect.bisect_right(self.times, end + margin) - 1
-        stolen = 0.0
-        if first >= 0:
-            stolen = (self.samples[last][1] - self.samples[first][1]) * self.tick
+        first = max(0, bisect.bisect_right(self.times, start) - 1)
+        last = max(0, bisect.bisect_right(self.times, end + margin) - 1)
+        stolen = (self.samples[last][1] - self.samples[first][1]) * self.tick
         paused = sum(
             min(end, after) - max(start, before)
             for before, after in self.pauses
@@ -193,6 +198,7 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
             tasks.append(asyncio.create_task(one(i, at)))
         elapsed = loop.time() - start
         await asyncio.wait(tasks, timeout=15)
+    await asyncio.sleep(0.03)  # for steal counted just after the last answers (`taken`)
     watch.stop()
     lat = sorted(latency)
     send_lag = sorted(lag for _, _, lag in timeline)
@@ -218,9 +224,9 @@ async def run(args: argparse.Namespace, codes: list[str]) -> dict[str, object]:
         "max_ms": round(lat[-1] * 1000, 3) if lat else None,
         "send_lag_p99_ms": round(percentile(send_lag, 99) * 1000, 3),
         # The same p99 over the answers the host took nothing from, and how many that left out.
-        "p99_host_quiet_ms": round(percentile(clean, 99) * 1000, 3),
+        "p99_host_quiet_ms": round(percentile(clean, 99) * 1000, 3) if clean else None,
         "host_touched": len(lat) - len(clean),
-        "host_pauses_ms": [round(1e3 * (after - before)) for before, after in watch.pauses],
+        "host_pauses_ms": [round(1e3 * (came - due)) for due, came in watch.pauses],
         "slow_host_touched": sum(
             1 for (_, took, _), s in zip(timeline, stolen, strict=True) if took > 0.010 and s
         ),
