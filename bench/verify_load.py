@@ -11,14 +11,13 @@ coordinated omission). The last line is BENCH_JSON {...} for bench/run_verify.py
 `send lag` is how late the generator itself started each request (its own event loop, on a
 shared core): a tail the server did not cause. `--latencies FILE` writes one line per answered
 request, `offset_s latency_ms send_lag_ms stolen_ms` (offset from the first scheduled send), to
-see when slow answers came and whether they came together; `stolen_ms` is what the host took
-while the request was on its way, approximately (all cores' steal and the pauses together,
-see HostWatch): read it as "touched or not" more than as a length.
+see when slow answers came and whether they came together.
 
-`stolen` is what the host took while the request was on its way (see HostWatch): the cores'
+`stolen_ms` is what the host took while the request was on its way (see HostWatch): the cores'
 stolen time from /proc/stat, and the time this generator's core did not run at all, which
 steal does not always show (under nested virtualisation the outer host's pauses are nobody's
-steal here). A request the host stalled is slow whatever the server does.
+steal here). It is approximate: read it as touched or not more than as a length. A request
+the host stalled is slow whatever the server does.
 `p99_host_quiet_ms` is the p99 of the requests the host took nothing from, beside the p99 of
 them all.
 """
